@@ -1,0 +1,397 @@
+// Package caddyfile turns authgate's Caddyfile syntax — the `authgate` global
+// option and the `authgate` site directive — into the JSON of the authgate app
+// and handler.
+package caddyfile
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/handlers"
+	"github.com/authgate/caddy-authgate/providers"
+)
+
+// ParseGlobal parses the `authgate` global option, which defines a realm. Several
+// named realms may coexist. Syntax:
+//
+//	authgate [<realm>] {
+//		secret <secret> [<old secret>…]
+//		base_path <path>
+//		url <origin>
+//		cookie {
+//			name <name>
+//			domain <domain>
+//			same_site lax|strict|none
+//			compat next-auth-v4
+//		}
+//		session {
+//			strategy jwt
+//			max_age <duration>
+//			update_age <duration>
+//		}
+//		provider <type> [<id>] {
+//			name <display name>
+//			client_id <id>
+//			client_secret <secret>
+//			issuer <url>
+//			scopes <scope…>
+//			auth_url <url>
+//			token_url <url>
+//			userinfo_url <url>
+//			api_url <url>
+//			users_file <path>
+//		}
+//		callbacks {
+//			sign_in { <rule…> }
+//			redirect { <rule…> }
+//			jwt { <rule…> }
+//			session { <rule…> }
+//		}
+//	}
+func ParseGlobal(d *cf.Dispenser, existing any) (any, error) {
+	app := handlers.App{Realms: map[string]*handlers.Realm{}}
+	if existing != nil {
+		prev, ok := existing.(httpcaddyfile.App)
+		if !ok {
+			return nil, d.Errf("unexpected existing authgate value %T", existing)
+		}
+		if err := json.Unmarshal(prev.Value, &app); err != nil {
+			return nil, d.Errf("reading earlier authgate options: %v", err)
+		}
+	}
+	d.Next() // option name
+	name := handlers.DefaultRealm
+	if d.NextArg() {
+		name = d.Val()
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	if _, dup := app.Realms[name]; dup {
+		if name == handlers.DefaultRealm {
+			return nil, d.Errf("authgate: the unnamed realm is defined twice; name the others (authgate <name> { … })")
+		}
+		return nil, d.Errf("authgate: realm %q is defined twice", name)
+	}
+	realm, err := parseRealm(d)
+	if err != nil {
+		return nil, err
+	}
+	app.Realms[name] = realm
+	return httpcaddyfile.App{Name: "authgate", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
+	r := &handlers.Realm{}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "secret":
+			r.Secrets = d.RemainingArgs()
+			if len(r.Secrets) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "base_path":
+			if err := oneArg(d, &r.BasePath); err != nil {
+				return nil, err
+			}
+		case "url":
+			if err := oneArg(d, &r.URL); err != nil {
+				return nil, err
+			}
+		case "cookie":
+			c, err := parseCookie(d)
+			if err != nil {
+				return nil, err
+			}
+			r.Cookie = c
+		case "session":
+			s, err := parseSession(d)
+			if err != nil {
+				return nil, err
+			}
+			r.Session = s
+		case "provider":
+			p, err := parseProvider(d)
+			if err != nil {
+				return nil, err
+			}
+			r.Providers = append(r.Providers, p)
+		case "callbacks":
+			c, err := parseCallbacks(d)
+			if err != nil {
+				return nil, err
+			}
+			r.Callbacks = c
+		default:
+			return nil, d.Errf("unrecognized subdirective '%s'", d.Val())
+		}
+	}
+	return r, nil
+}
+
+func oneArg(d *cf.Dispenser, dst *string) error {
+	if !d.Args(dst) || d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func parseCookie(d *cf.Dispenser) (*handlers.CookieConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	c := &handlers.CookieConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &c.Name)
+		case "domain":
+			err = oneArg(d, &c.Domain)
+		case "same_site":
+			if err = oneArg(d, &c.SameSite); err == nil {
+				switch c.SameSite {
+				case "lax", "strict", "none":
+				default:
+					err = d.Errf("same_site %q: want lax, strict or none", c.SameSite)
+				}
+			}
+		case "compat":
+			if err = oneArg(d, &c.Compat); err == nil && c.Compat != "next-auth-v4" {
+				err = d.Errf("compat %q: want next-auth-v4", c.Compat)
+			}
+		default:
+			err = d.Errf("unrecognized cookie subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func parseSession(d *cf.Dispenser) (*handlers.SessionConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	s := &handlers.SessionConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "strategy":
+			if err := oneArg(d, &s.Strategy); err != nil {
+				return nil, err
+			}
+			if s.Strategy != "jwt" && s.Strategy != "database" {
+				return nil, d.Errf("session strategy %q: want jwt or database", s.Strategy)
+			}
+		case "max_age", "update_age":
+			sub := d.Val()
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return nil, d.Errf("session %s %q: %v", sub, v, err)
+			}
+			if dur <= 0 {
+				return nil, d.Errf("session %s %q: must be positive", sub, v)
+			}
+			if sub == "max_age" {
+				s.MaxAge = caddy.Duration(dur)
+			} else {
+				s.UpdateAge = caddy.Duration(dur)
+			}
+		default:
+			return nil, d.Errf("unrecognized session subdirective '%s'", d.Val())
+		}
+	}
+	return s, nil
+}
+
+var providerKinds = []string{"oidc", "github", "google", "oauth2", "credentials", "email"}
+
+func parseProvider(d *cf.Dispenser) (providers.Config, error) {
+	var p providers.Config
+	if !d.NextArg() {
+		return p, d.Errf("provider needs a type: one of %s", strings.Join(providerKinds, ", "))
+	}
+	p.Kind = d.Val()
+	known := false
+	for _, k := range providerKinds {
+		known = known || k == p.Kind
+	}
+	if !known {
+		return p, d.Errf("unknown provider type %q: want one of %s", p.Kind, strings.Join(providerKinds, ", "))
+	}
+	if d.NextArg() {
+		p.ID = d.Val()
+	}
+	if d.NextArg() {
+		return p, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &p.Name)
+		case "client_id":
+			err = oneArg(d, &p.ClientID)
+		case "client_secret":
+			err = oneArg(d, &p.ClientSecret)
+		case "issuer":
+			err = oneArg(d, &p.Issuer)
+		case "scopes":
+			p.Scopes = d.RemainingArgs()
+			if len(p.Scopes) == 0 {
+				err = d.ArgErr()
+			}
+		case "auth_url":
+			err = oneArg(d, &p.AuthURL)
+		case "token_url":
+			err = oneArg(d, &p.TokenURL)
+		case "userinfo_url":
+			err = oneArg(d, &p.UserinfoURL)
+		case "api_url":
+			err = oneArg(d, &p.APIURL)
+		case "users_file":
+			err = oneArg(d, &p.UsersFile)
+		default:
+			err = d.Errf("unrecognized provider subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	c := &callbacks.Config{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var dst *[]callbacks.Rule
+		switch d.Val() {
+		case "sign_in":
+			dst = &c.SignIn
+		case "redirect":
+			dst = &c.Redirect
+		case "jwt":
+			dst = &c.JWT
+		case "session":
+			dst = &c.Session
+		default:
+			return nil, d.Errf("unrecognized callback '%s': want sign_in, redirect, jwt or session", d.Val())
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		for inner := d.Nesting(); d.NextBlock(inner); {
+			r, err := parseRule(d)
+			if err != nil {
+				return nil, err
+			}
+			*dst = append(*dst, r)
+		}
+	}
+	return c, nil
+}
+
+// parseRule reads one rule line: the action and its arguments, then an optional
+// condition — a quoted CEL expression or a shorthand keyword with its values.
+func parseRule(d *cf.Dispenser) (callbacks.Rule, error) {
+	r := callbacks.Rule{Action: d.Val(), Source: d.File() + ":" + strconv.Itoa(d.Line())}
+	for d.NextArg() {
+		tok := d.Token()
+		if tok.Quoted() {
+			r.If = &callbacks.Condition{Expr: tok.Text}
+			if d.NextArg() {
+				return r, d.Errf("unexpected %q after the condition", d.Val())
+			}
+			break
+		}
+		switch tok.Text {
+		case "email", "domain", "provider", "claim":
+			r.If = &callbacks.Condition{Kind: tok.Text, Values: d.RemainingArgs()}
+			if tok.Text == "claim" {
+				if len(r.If.Values) < 2 {
+					return r, d.Errf("claim condition needs a path and at least one value")
+				}
+				r.If.Path, r.If.Values = r.If.Values[0], r.If.Values[1:]
+			}
+			if len(r.If.Values) == 0 {
+				return r, d.Errf("%s condition needs at least one value", tok.Text)
+			}
+		default:
+			r.Args = append(r.Args, tok.Text)
+			continue
+		}
+		break
+	}
+	if d.NextBlock(d.Nesting()) {
+		return r, d.Errf("rule blocks are not supported yet")
+	}
+	return r, nil
+}
+
+// ParseHandler parses the `authgate` site directive. Syntax:
+//
+//	authgate [<matcher>] [<realm>] {
+//		header <name> <expression>
+//		unauthenticated redirect|status <code>
+//	}
+func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h.Next() // directive name
+	var hd handlers.Handler
+	if h.NextArg() {
+		hd.Realm = h.Val()
+	}
+	if h.NextArg() {
+		return nil, h.ArgErr()
+	}
+	for h.NextBlock(0) {
+		switch h.Val() {
+		case "header":
+			args := h.RemainingArgs()
+			if len(args) != 2 {
+				return nil, h.Errf("header needs a name and an expression: header X-User `session.user.email`")
+			}
+			if args[0] == "" || strings.ContainsAny(args[0], " :\t") {
+				return nil, h.Errf("header %q: invalid header name", args[0])
+			}
+			hd.Headers = append(hd.Headers, handlers.HeaderConfig{Name: args[0], Expr: args[1]})
+		case "unauthenticated":
+			args := h.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "redirect":
+				hd.UnauthenticatedStatus = 0
+			case len(args) == 2 && args[0] == "status":
+				code, err := strconv.Atoi(args[1])
+				if err != nil || code < 400 || code > 499 {
+					return nil, h.Errf("unauthenticated status %q: want a 4xx status such as 401", args[1])
+				}
+				hd.UnauthenticatedStatus = code
+			default:
+				return nil, h.Errf("unauthenticated: want `redirect` or `status <code>`")
+			}
+		default:
+			return nil, h.Errf("unrecognized subdirective '%s'", h.Val())
+		}
+	}
+	return &hd, nil
+}
+
+var _ = http.StatusUnauthorized
+var _ = fmt.Sprint

@@ -1,0 +1,487 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/session"
+)
+
+// Auth.js error codes, shown to users on the error page.
+const (
+	errConfiguration     = "Configuration"
+	errAccessDenied      = "AccessDenied"
+	errOAuthSignin       = "OAuthSignin"
+	errOAuthCallback     = "OAuthCallback"
+	errCredentialsSignin = "CredentialsSignin"
+	errSessionRequired   = "SessionRequired"
+	errVerification      = "Verification"
+)
+
+const (
+	maxFormBytes = 64 << 10
+	stateMaxAge  = 15 * time.Minute
+)
+
+// endpoint reports whether path is under the realm's base path, and the rest of it.
+func (rl *realm) endpoint(path string) (string, bool) {
+	if !strings.HasPrefix(path, rl.basePath) {
+		return "", false
+	}
+	rest := path[len(rl.basePath):]
+	if rest == "" || rest[0] != '/' {
+		return "", false
+	}
+	return rest, true
+}
+
+// serveEndpoint routes /.auth/* requests.
+func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub string) error {
+	w.Header().Set("Cache-Control", "private, no-store")
+	action, arg, _ := strings.Cut(strings.TrimPrefix(sub, "/"), "/")
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	post := r.Method == http.MethodPost
+	switch {
+	case action == "signin" && arg == "" && get:
+		rl.signinPage(w, r)
+	case action == "signin" && arg != "" && post:
+		rl.signin(w, r, arg)
+	case action == "callback" && arg != "" && (get || post):
+		rl.callback(w, r, arg)
+	case action == "signout" && arg == "" && get:
+		rl.signoutPage(w, r)
+	case action == "signout" && arg == "" && post:
+		rl.signout(w, r)
+	case action == "session" && arg == "" && get:
+		rl.sessionJSON(w, r)
+	case action == "csrf" && arg == "" && get:
+		token := rl.csrfToken(w, r)
+		writeJSON(w, http.StatusOK, map[string]string{"csrfToken": token})
+	case action == "providers" && arg == "" && get:
+		rl.providersJSON(w, r)
+	case action == "error" && arg == "" && get:
+		rl.errorPage(w, r, r.URL.Query().Get("error"))
+	case action == "signin" || action == "callback" || action == "signout" || action == "session" ||
+		action == "csrf" || action == "providers" || action == "error":
+		w.Header().Set("Allow", "GET, POST")
+		rl.renderPage(w, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed", Message: "This address does not take that kind of request."})
+	default:
+		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no sign-in page at this address."})
+	}
+	return nil
+}
+
+// secure reports whether cookies for r are https-only.
+func (rl *realm) secure(r *http.Request) bool {
+	return rl.base(r).Scheme == "https"
+}
+
+func idx(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// base is the origin sign-in URLs and redirects are made against.
+func (rl *realm) base(r *http.Request) *url.URL {
+	if rl.baseURL != nil {
+		return rl.baseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: r.Host}
+}
+
+func (rl *realm) cookieOpts(r *http.Request) session.CookieOptions {
+	o := rl.cookie
+	o.Secure = rl.secure(r)
+	if o.SameSite == http.SameSiteNoneMode {
+		o.Secure = true
+	}
+	return o
+}
+
+// hostCookieOpts are for cookies that never leave this host (__Host- prefix).
+func (rl *realm) hostCookieOpts(r *http.Request) session.CookieOptions {
+	return session.CookieOptions{Path: "/", SameSite: http.SameSiteLaxMode, Secure: rl.secure(r)}
+}
+
+// readSession decodes the session cookie. A missing, tampered, expired or
+// undecodable cookie is no session, and a bad one is cleared. A token older than
+// update_age is renewed, sliding its expiry.
+func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionState, bool) {
+	secure := rl.secure(r)
+	name := session.SecureName(rl.cookieName, secure)
+	raw, ok := session.ReadChunked(r, name)
+	if !ok {
+		return nil, false
+	}
+	now := rl.now()
+	codec := rl.codecs[idx(secure)]
+	claims, err := codec.Decode(raw, now)
+	if err != nil {
+		if ce := rl.logger.Check(zap.DebugLevel, "session cookie rejected"); ce != nil {
+			ce.Write(zap.Error(err))
+		}
+		session.ClearChunked(w, r, name, rl.cookieOpts(r))
+		return nil, false
+	}
+	st := &sessionState{rl: rl, token: claims, expires: numericTime(claims["exp"])}
+	if iat := numericTime(claims["iat"]); now.Sub(iat) >= rl.updateAge {
+		if tok, err := codec.Encode(claims, rl.maxAge, now); err == nil {
+			session.SetChunked(w, r, name, tok, rl.maxAge, rl.cookieOpts(r))
+			st.expires = now.Add(rl.maxAge)
+		} else {
+			rl.logger.Error("renewing the session token", zap.Error(err))
+		}
+	}
+	return st, true
+}
+
+func numericTime(v any) time.Time {
+	switch n := v.(type) {
+	case float64:
+		return time.Unix(int64(n), 0)
+	case int64:
+		return time.Unix(n, 0)
+	case int:
+		return time.Unix(int64(n), 0)
+	}
+	return time.Time{}
+}
+
+// stripAuthCookies removes authgate's own cookies from the request, so the
+// upstream never sees the session token.
+func (rl *realm) stripAuthCookies(r *http.Request) {
+	cookies := r.Cookies()
+	kept := cookies[:0]
+	removed := false
+	for _, c := range cookies {
+		if rl.isAuthCookie(c.Name) {
+			removed = true
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if !removed {
+		return
+	}
+	r.Header.Del("Cookie")
+	if len(kept) == 0 {
+		return
+	}
+	parts := make([]string, len(kept))
+	for i, c := range kept {
+		parts[i] = c.Name + "=" + c.Value
+	}
+	r.Header.Set("Cookie", strings.Join(parts, "; "))
+}
+
+func (rl *realm) isAuthCookie(name string) bool {
+	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Secure-"), "__Host-")
+	if name == csrfCookieName || name == stateCookieName || name == rl.cookieName {
+		return true
+	}
+	chunk, ok := strings.CutPrefix(name, rl.cookieName+".")
+	return ok && chunk != "" && strings.Trim(chunk, "0123456789") == ""
+}
+
+// csrfToken returns the CSRF token of r's cookie, or issues a new one.
+func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	name := session.HostName(csrfCookieName, rl.secure(r))
+	if c, err := r.Cookie(name); err == nil {
+		if tok, ok := rl.csrf.FromCookie(c.Value); ok {
+			return tok
+		}
+	}
+	tok, val := rl.csrf.Issue()
+	session.SetChunked(w, r, name, val, 0, rl.hostCookieOpts(r))
+	return tok
+}
+
+// checkCSRF verifies the double-submit token of a POST.
+func (rl *realm) checkCSRF(r *http.Request) bool {
+	c, err := r.Cookie(session.HostName(csrfCookieName, rl.secure(r)))
+	if err != nil {
+		return false
+	}
+	return rl.csrf.Verify(c.Value, r.PostForm.Get("csrfToken"))
+}
+
+// parseForm reads a bounded POST form.
+func parseForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	return r.ParseForm()
+}
+
+// fail redirects to the error page with an Auth.js error code; detail goes to the log only.
+func (rl *realm) fail(w http.ResponseWriter, r *http.Request, code string, detail error, fields ...zap.Field) {
+	fields = append(fields, zap.String("error_code", code), zap.String("path", r.URL.Path))
+	if detail != nil {
+		fields = append(fields, zap.Error(detail))
+	}
+	rl.logger.Warn("sign-in failed", fields...)
+	http.Redirect(w, r, rl.basePath+"/error?error="+url.QueryEscape(code), http.StatusFound)
+}
+
+// callbackURL is the redirect target a request asks for, checked by the redirect callback.
+func (rl *realm) callbackURL(r *http.Request, raw string) string {
+	base := rl.base(r)
+	if raw == "" {
+		return base.String() + "/"
+	}
+	return rl.cb.Redirect(raw, base)
+}
+
+// redirectURI is the OAuth redirect URI for provider id.
+func (rl *realm) redirectURI(r *http.Request, id string) string {
+	return rl.base(r).String() + rl.basePath + "/callback/" + url.PathEscape(id)
+}
+
+// signin starts a sign-in: POST /signin/{provider}.
+func (rl *realm) signin(w http.ResponseWriter, r *http.Request, id string) {
+	if err := parseForm(w, r); err != nil {
+		rl.fail(w, r, errOAuthSignin, err)
+		return
+	}
+	p, ok := rl.byID[id]
+	if !ok {
+		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Unknown provider", Message: "There is no sign-in provider by that name."})
+		return
+	}
+	if !rl.checkCSRF(r) {
+		rl.csrfFailed(w, r)
+		return
+	}
+	op, ok := p.(providers.OAuth)
+	if !ok {
+		// Credentials are POSTed to /callback/{id}; a sign-in POST shows the form.
+		http.Redirect(w, r, rl.basePath+"/signin?callbackUrl="+url.QueryEscape(r.PostForm.Get("callbackUrl")), http.StatusFound)
+		return
+	}
+	st := map[string]any{
+		"provider":      id,
+		"state":         randomString(),
+		"code_verifier": oauth2.GenerateVerifier(),
+		"callback_url":  rl.callbackURL(r, r.PostForm.Get("callbackUrl")),
+	}
+	nonce := ""
+	if op.UsesNonce() {
+		nonce = randomString()
+		st["nonce"] = nonce
+	}
+	target, err := op.AuthCodeURL(r.Context(), rl.redirectURI(r, id), st["state"].(string), st["code_verifier"].(string), nonce)
+	if err != nil {
+		rl.fail(w, r, errOAuthSignin, err, zap.String("provider", id))
+		return
+	}
+	secure := rl.secure(r)
+	sealed, err := rl.stateCodecs[idx(secure)].Encode(st, stateMaxAge, rl.now())
+	if err != nil {
+		rl.fail(w, r, errOAuthSignin, err, zap.String("provider", id))
+		return
+	}
+	session.SetChunked(w, r, session.HostName(stateCookieName, secure), sealed, stateMaxAge, rl.hostCookieOpts(r))
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// callback finishes a sign-in: GET/POST /callback/{provider}.
+func (rl *realm) callback(w http.ResponseWriter, r *http.Request, id string) {
+	if r.Method == http.MethodPost {
+		if err := parseForm(w, r); err != nil {
+			rl.fail(w, r, errOAuthCallback, err)
+			return
+		}
+	}
+	p, ok := rl.byID[id]
+	if !ok {
+		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Unknown provider", Message: "There is no sign-in provider by that name."})
+		return
+	}
+	switch p := p.(type) {
+	case providers.OAuth:
+		rl.oauthCallback(w, r, p)
+	case *providers.Credentials:
+		rl.credentialsCallback(w, r, p)
+	default:
+		rl.fail(w, r, errConfiguration, errors.New("provider has no callback"), zap.String("provider", id))
+	}
+}
+
+func (rl *realm) oauthCallback(w http.ResponseWriter, r *http.Request, p providers.OAuth) {
+	secure := rl.secure(r)
+	name := session.HostName(stateCookieName, secure)
+	raw, ok := session.ReadChunked(r, name)
+	// The state cookie is single-use: cleared whatever happens next.
+	session.ClearChunked(w, r, name, rl.hostCookieOpts(r))
+	field := zap.String("provider", p.ID())
+	if !ok {
+		rl.fail(w, r, errOAuthCallback, errors.New("no state cookie: the sign-in was not started here, expired, or was already finished"), field)
+		return
+	}
+	st, err := rl.stateCodecs[idx(secure)].Decode(raw, rl.now())
+	if err != nil {
+		rl.fail(w, r, errOAuthCallback, errors.New("state cookie invalid or expired"), field)
+		return
+	}
+	if prov, _ := st["provider"].(string); prov != p.ID() {
+		rl.fail(w, r, errOAuthCallback, errors.New("state was issued for another provider"), field)
+		return
+	}
+	form := r.URL.Query()
+	if r.Method == http.MethodPost {
+		form = r.Form
+	}
+	if e := form.Get("error"); e != "" {
+		rl.fail(w, r, errOAuthCallback, errors.New("provider answered with an error: "+truncate(e, 100)), field)
+		return
+	}
+	want, _ := st["state"].(string)
+	if got := form.Get("state"); want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		rl.fail(w, r, errOAuthCallback, errors.New("state does not match"), field)
+		return
+	}
+	verifier, _ := st["code_verifier"].(string)
+	nonce, _ := st["nonce"].(string)
+	id, err := p.Exchange(r.Context(), rl.redirectURI(r, p.ID()), form.Get("code"), verifier, nonce)
+	if err != nil {
+		rl.fail(w, r, errOAuthCallback, err, field)
+		return
+	}
+	cb, _ := st["callback_url"].(string)
+	rl.finishSignIn(w, r, id, nil, cb)
+}
+
+func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *providers.Credentials) {
+	if r.Method != http.MethodPost {
+		http.Redirect(w, r, rl.basePath+"/signin", http.StatusFound)
+		return
+	}
+	if !rl.checkCSRF(r) {
+		rl.csrfFailed(w, r)
+		return
+	}
+	callbackURL := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
+	user, err := p.Authorize(r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil {
+		rl.logger.Info("credentials sign-in refused", zap.String("provider", p.ID()), zap.String("path", r.URL.Path))
+		http.Redirect(w, r, rl.basePath+"/signin?error="+errCredentialsSignin+"&callbackUrl="+url.QueryEscape(callbackURL), http.StatusFound)
+		return
+	}
+	creds := map[string]any{}
+	for k, v := range r.PostForm {
+		if k != "password" && k != "csrfToken" {
+			creds[k] = strings.Join(v, ",")
+		}
+	}
+	id := &providers.Identity{
+		User:    user,
+		Account: map[string]any{"provider": p.ID(), "type": providers.TypeCredentials, "provider_account_id": user["id"]},
+	}
+	rl.finishSignIn(w, r, id, creds, callbackURL)
+}
+
+// finishSignIn runs the sign_in and jwt callbacks, sets the session cookie and
+// redirects to the (checked) callback URL.
+func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *providers.Identity, creds map[string]any, callbackURL string) {
+	prov := zap.Any("provider", id.Account["provider"])
+	dec, err := rl.cb.SignIn(callbacks.SignInInput{User: id.User, Account: id.Account, Profile: id.Profile, Credentials: creds})
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	if dec.Redirect != "" {
+		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
+		return
+	}
+	if !dec.Allow {
+		rl.fail(w, r, errAccessDenied, nil, prov)
+		return
+	}
+	claims, err := rl.cb.JWT(callbacks.JWTInput{User: id.User, Account: id.Account, Profile: id.Profile, Trigger: "sign_in"})
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	secure := rl.secure(r)
+	tok, err := rl.codecs[idx(secure)].Encode(claims, rl.maxAge, rl.now())
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	session.SetChunked(w, r, session.SecureName(rl.cookieName, secure), tok, rl.maxAge, rl.cookieOpts(r))
+	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
+	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
+}
+
+func (rl *realm) csrfFailed(w http.ResponseWriter, r *http.Request) {
+	rl.logger.Warn("POST without a valid CSRF token refused", zap.String("path", r.URL.Path))
+	rl.renderPage(w, http.StatusForbidden, pageData{
+		Title:   "Request refused",
+		Message: "This form has expired or did not come from this site. Go back, reload the page and try again.",
+		Link:    rl.basePath + "/signin", LinkText: "Sign in",
+	})
+}
+
+// signout: POST /signout clears the session and redirects.
+func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
+	if err := parseForm(w, r); err != nil || !rl.checkCSRF(r) {
+		rl.csrfFailed(w, r)
+		return
+	}
+	session.ClearChunked(w, r, session.SecureName(rl.cookieName, rl.secure(r)), rl.cookieOpts(r))
+	http.Redirect(w, r, rl.callbackURL(r, r.PostForm.Get("callbackUrl")), http.StatusFound)
+}
+
+// sessionJSON: GET /session.
+func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
+	st, ok := rl.readSession(w, r)
+	if !ok {
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	writeJSON(w, http.StatusOK, st.session())
+}
+
+// providersJSON: GET /providers, in Auth.js's shape.
+func (rl *realm) providersJSON(w http.ResponseWriter, r *http.Request) {
+	base := rl.base(r).String() + rl.basePath
+	out := make(map[string]any, len(rl.providers))
+	for _, p := range rl.providers {
+		out[p.ID()] = map[string]string{
+			"id":          p.ID(),
+			"name":        p.Name(),
+			"type":        p.Type(),
+			"signinUrl":   base + "/signin/" + url.PathEscape(p.ID()),
+			"callbackUrl": base + "/callback/" + url.PathEscape(p.ID()),
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func randomString() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

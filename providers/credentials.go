@@ -1,0 +1,125 @@
+package providers
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ErrCredentials is returned for a wrong username or password; it says no more,
+// so callers cannot tell which one was wrong.
+var ErrCredentials = errors.New("invalid username or password")
+
+// Credentials signs in users listed in a users file.
+type Credentials struct {
+	id, name string
+	users    map[string]localUser
+}
+
+type localUser struct {
+	hash        []byte
+	name, email string
+}
+
+// dummyHash is compared against when the username is unknown, so that an unknown
+// user costs as much time as a wrong password.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("authgate: no such user"), bcrypt.DefaultCost)
+
+func newCredentials(cfg Config) (*Credentials, error) {
+	if cfg.UsersFile == "" {
+		return nil, fmt.Errorf("provider %q: missing users_file", cfg.ID)
+	}
+	users, err := loadUsers(cfg.UsersFile)
+	if err != nil {
+		return nil, fmt.Errorf("provider %q: %v", cfg.ID, err)
+	}
+	return &Credentials{id: cfg.ID, name: displayName(cfg, "Credentials"), users: users}, nil
+}
+
+func (c *Credentials) ID() string   { return c.id }
+func (c *Credentials) Name() string { return c.name }
+func (c *Credentials) Type() string { return TypeCredentials }
+
+// Authorize checks username and password and returns the user (id, name, email).
+func (c *Credentials) Authorize(username, password string) (map[string]any, error) {
+	u, known := c.users[username]
+	hash := u.hash
+	if !known {
+		hash = dummyHash
+	}
+	// bcrypt compares in constant time; the unknown-user path pays the same cost.
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {
+		return nil, ErrCredentials
+	}
+	return map[string]any{"id": username, "name": firstNonEmpty(u.name, username), "email": u.email}, nil
+}
+
+// loadUsers reads `username:bcrypt-hash[:name[:email]]` lines; blank lines and
+// lines starting with # are ignored. The hash may be base64-encoded, as older
+// `caddy hash-password` versions printed it.
+func loadUsers(path string) (map[string]localUser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("users_file: %v", err)
+	}
+	defer f.Close()
+	users := map[string]localUser{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.SplitN(line, ":", 4)
+		if len(fields) < 2 || fields[0] == "" {
+			return nil, fmt.Errorf("users_file %s:%d: want username:bcrypt-hash[:name[:email]]", path, n)
+		}
+		hash, err := parseHash(fields[1])
+		if err != nil {
+			return nil, fmt.Errorf("users_file %s:%d: %v", path, n, err)
+		}
+		if _, dup := users[fields[0]]; dup {
+			return nil, fmt.Errorf("users_file %s:%d: duplicate user %q", path, n, fields[0])
+		}
+		u := localUser{hash: hash}
+		if len(fields) > 2 {
+			u.name = fields[2]
+		}
+		if len(fields) > 3 {
+			u.email = fields[3]
+		}
+		users[fields[0]] = u
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("users_file: %v", err)
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("users_file %s: no users", path)
+	}
+	return users, nil
+}
+
+func parseHash(s string) ([]byte, error) {
+	h := []byte(s)
+	if !strings.HasPrefix(s, "$2") {
+		dec, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, errors.New("password hash is neither bcrypt nor base64-encoded bcrypt")
+		}
+		h = dec
+	}
+	if _, err := bcrypt.Cost(h); err != nil {
+		return nil, fmt.Errorf("password hash: %v", err)
+	}
+	return h, nil
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

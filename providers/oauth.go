@@ -1,0 +1,327 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// oauthBase holds what every authorization-code provider shares.
+type oauthBase struct {
+	id, name, typ string
+	client        *http.Client
+}
+
+func (b *oauthBase) ID() string   { return b.id }
+func (b *oauthBase) Name() string { return b.name }
+func (b *oauthBase) Type() string { return b.typ }
+
+// ctx carries authgate's HTTP client into golang.org/x/oauth2 and go-oidc.
+func (b *oauthBase) ctx(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, b.client)
+}
+
+// exchange redeems code with the PKCE verifier. A missing verifier is refused
+// here, before the provider is asked.
+func (b *oauthBase) exchange(ctx context.Context, conf *oauth2.Config, code, verifier string) (*oauth2.Token, error) {
+	if code == "" {
+		return nil, errors.New("no authorization code")
+	}
+	if verifier == "" {
+		return nil, errors.New("no PKCE code verifier")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	tok, err := conf.Exchange(b.ctx(ctx), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return nil, fmt.Errorf("exchanging the code: %w", err)
+	}
+	return tok, nil
+}
+
+// account describes the linked provider account as Auth.js does.
+func (b *oauthBase) account(accountID string, tok *oauth2.Token) map[string]any {
+	acc := map[string]any{
+		"provider":            b.id,
+		"type":                b.typ,
+		"provider_account_id": accountID,
+		"access_token":        tok.AccessToken,
+		"token_type":          tok.TokenType,
+	}
+	if tok.RefreshToken != "" {
+		acc["refresh_token"] = tok.RefreshToken
+	}
+	if !tok.Expiry.IsZero() {
+		acc["expires_at"] = tok.Expiry.Unix()
+	}
+	if s, ok := tok.Extra("scope").(string); ok && s != "" {
+		acc["scope"] = s
+	}
+	if s, ok := tok.Extra("id_token").(string); ok && s != "" {
+		acc["id_token"] = s
+	}
+	return acc
+}
+
+// oidcProvider signs in with OpenID Connect. Discovery runs in the background and
+// is retried, so an identity provider that is down at start does not keep Caddy
+// from starting; sign-in through it fails until discovery succeeds.
+type oidcProvider struct {
+	oauthBase
+	issuer       string
+	clientID     string
+	clientSecret string
+	scopes       []string
+	logger       *zap.Logger
+
+	mu       sync.Mutex
+	provider *oidc.Provider
+	lastTry  time.Time
+	lastErr  error
+}
+
+const googleIssuer = "https://accounts.google.com"
+
+func newOIDC(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logger) (*oidcProvider, error) {
+	name := displayName(cfg, "OpenID Connect")
+	if cfg.Kind == "google" {
+		if cfg.Issuer == "" {
+			cfg.Issuer = googleIssuer
+		}
+		name = displayName(cfg, "Google")
+	}
+	if cfg.Issuer == "" {
+		return nil, fmt.Errorf("provider %q: missing issuer", cfg.ID)
+	}
+	if err := checkHTTPURL("provider "+strconv.Quote(cfg.ID)+": issuer", cfg.Issuer); err != nil {
+		return nil, err
+	}
+	if err := requireClient(cfg); err != nil {
+		return nil, err
+	}
+	p := &oidcProvider{
+		oauthBase:    oauthBase{id: cfg.ID, name: name, typ: TypeOIDC, client: client},
+		issuer:       cfg.Issuer,
+		clientID:     cfg.ClientID,
+		clientSecret: cfg.ClientSecret,
+		scopes:       scopesOr(cfg, oidc.ScopeOpenID, "email", "profile"),
+		logger:       logger.With(zap.String("provider", cfg.ID), zap.String("issuer", cfg.Issuer)),
+	}
+	go p.discoverLoop(ctx)
+	return p, nil
+}
+
+// discoverLoop retries discovery with backoff until it succeeds or ctx ends.
+func (p *oidcProvider) discoverLoop(ctx context.Context) {
+	delay := time.Second
+	for {
+		_, err := p.discover(ctx, true)
+		if err == nil {
+			return
+		}
+		p.logger.Warn("OpenID Connect discovery failed; retrying", zap.Duration("retry_in", delay), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Minute)
+	}
+}
+
+// discover returns the discovered provider, trying again when the last failure
+// is more than a few seconds old (force skips that wait).
+func (p *oidcProvider) discover(ctx context.Context, force bool) (*oidc.Provider, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.provider != nil {
+		return p.provider, nil
+	}
+	if !force && p.lastErr != nil && time.Since(p.lastTry) < 3*time.Second {
+		return nil, p.lastErr
+	}
+	p.lastTry = time.Now()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	prov, err := oidc.NewProvider(p.ctx(dctx), p.issuer)
+	if err != nil {
+		p.lastErr = fmt.Errorf("discovery: %w", err)
+		return nil, p.lastErr
+	}
+	p.provider, p.lastErr = prov, nil
+	p.logger.Info("OpenID Connect discovery succeeded")
+	return prov, nil
+}
+
+func (p *oidcProvider) config(prov *oidc.Provider, redirectURL string) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     p.clientID,
+		ClientSecret: p.clientSecret,
+		Endpoint:     prov.Endpoint(),
+		RedirectURL:  redirectURL,
+		Scopes:       p.scopes,
+	}
+}
+
+func (p *oidcProvider) UsesNonce() bool { return true }
+
+func (p *oidcProvider) AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error) {
+	prov, err := p.discover(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	return p.config(prov, redirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)), nil
+}
+
+func (p *oidcProvider) Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*Identity, error) {
+	prov, err := p.discover(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	if nonce == "" {
+		return nil, errors.New("no nonce")
+	}
+	tok, err := p.exchange(ctx, p.config(prov, redirectURL), code, verifier)
+	if err != nil {
+		return nil, err
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return nil, errors.New("token response has no id_token")
+	}
+	idt, err := prov.Verifier(&oidc.Config{ClientID: p.clientID}).Verify(p.ctx(ctx), rawID)
+	if err != nil {
+		return nil, fmt.Errorf("verifying the ID token: %w", err)
+	}
+	if !constantTimeEqual(idt.Nonce, nonce) {
+		return nil, errors.New("ID token nonce does not match")
+	}
+	profile := map[string]any{}
+	if err := idt.Claims(&profile); err != nil {
+		return nil, fmt.Errorf("reading ID token claims: %w", err)
+	}
+	if prov.UserInfoEndpoint() != "" {
+		ui, err := prov.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(tok))
+		if err != nil {
+			return nil, fmt.Errorf("fetching userinfo: %w", err)
+		}
+		if ui.Subject != idt.Subject {
+			return nil, errors.New("userinfo subject differs from the ID token's")
+		}
+		var uiClaims map[string]any
+		if err := ui.Claims(&uiClaims); err != nil {
+			return nil, fmt.Errorf("reading userinfo: %w", err)
+		}
+		for k, v := range uiClaims {
+			profile[k] = v
+		}
+	}
+	return &Identity{
+		User: map[string]any{
+			"id":    idt.Subject,
+			"name":  firstNonEmpty(str(profile, "name"), str(profile, "preferred_username")),
+			"email": str(profile, "email"),
+			"image": str(profile, "picture"),
+		},
+		Account: p.account(idt.Subject, tok),
+		Profile: profile,
+	}, nil
+}
+
+// plainOAuth signs in with an OAuth 2.0 provider that is not OpenID Connect: the
+// profile comes from a userinfo URL (generic oauth2) or GitHub's API.
+type plainOAuth struct {
+	oauthBase
+	conf    oauth2.Config
+	profile func(ctx context.Context, tok *oauth2.Token) (map[string]any, error)
+	user    func(profile map[string]any) map[string]any
+}
+
+func (p *plainOAuth) UsesNonce() bool { return false }
+
+func (p *plainOAuth) config(redirectURL string) *oauth2.Config {
+	c := p.conf
+	c.RedirectURL = redirectURL
+	return &c
+}
+
+func (p *plainOAuth) AuthCodeURL(_ context.Context, redirectURL, state, verifier, _ string) (string, error) {
+	return p.config(redirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), nil
+}
+
+func (p *plainOAuth) Exchange(ctx context.Context, redirectURL, code, verifier, _ string) (*Identity, error) {
+	tok, err := p.exchange(ctx, p.config(redirectURL), code, verifier)
+	if err != nil {
+		return nil, err
+	}
+	profile, err := p.profile(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	user := p.user(profile)
+	id, _ := user["id"].(string)
+	if id == "" {
+		return nil, errors.New("profile has no user id")
+	}
+	return &Identity{User: user, Account: p.account(id, tok), Profile: profile}, nil
+}
+
+func newOAuth2(cfg Config, client *http.Client) (*plainOAuth, error) {
+	if err := requireClient(cfg); err != nil {
+		return nil, err
+	}
+	for what, u := range map[string]string{"auth_url": cfg.AuthURL, "token_url": cfg.TokenURL, "userinfo_url": cfg.UserinfoURL} {
+		if u == "" {
+			return nil, fmt.Errorf("provider %q: missing %s", cfg.ID, what)
+		}
+		if err := checkHTTPURL(fmt.Sprintf("provider %q: %s", cfg.ID, what), u); err != nil {
+			return nil, err
+		}
+	}
+	p := &plainOAuth{
+		oauthBase: oauthBase{id: cfg.ID, name: displayName(cfg, cfg.ID), typ: TypeOAuth, client: client},
+		conf: oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			Endpoint:     oauth2.Endpoint{AuthURL: cfg.AuthURL, TokenURL: cfg.TokenURL},
+			Scopes:       cfg.Scopes,
+		},
+	}
+	p.profile = func(ctx context.Context, tok *oauth2.Token) (map[string]any, error) {
+		var prof map[string]any
+		if err := getJSON(ctx, client, cfg.UserinfoURL, tok.AccessToken, &prof); err != nil {
+			return nil, fmt.Errorf("fetching userinfo: %w", err)
+		}
+		return prof, nil
+	}
+	p.user = func(prof map[string]any) map[string]any {
+		return map[string]any{
+			"id":    firstNonEmpty(str(prof, "sub"), idString(prof["id"])),
+			"name":  firstNonEmpty(str(prof, "name"), str(prof, "preferred_username"), str(prof, "login")),
+			"email": str(prof, "email"),
+			"image": firstNonEmpty(str(prof, "picture"), str(prof, "avatar_url")),
+		}
+	}
+	return p, nil
+}
+
+// idString renders a JSON id (a string or a number) as a string.
+func idString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		if v == float64(int64(v)) {
+			return strconv.FormatInt(int64(v), 10)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,215 @@
+// Package providers signs users in with OAuth 2.0 / OpenID Connect identity providers
+// and with local credentials, and describes who they are in Auth.js's shapes.
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Provider types, as Auth.js names them in /providers.
+const (
+	TypeOIDC        = "oidc"
+	TypeOAuth       = "oauth"
+	TypeCredentials = "credentials"
+)
+
+// Config configures one provider. It is the JSON shape of a `provider` block.
+type Config struct {
+	// Kind is the provider's kind: oidc, github, google, oauth2 or credentials.
+	Kind string `json:"type"`
+
+	// ID names the provider in URLs (/.auth/signin/<id>, /.auth/callback/<id>)
+	// and in rules (`account.provider`). Defaults to the kind.
+	ID string `json:"id,omitempty"`
+
+	// Name is shown on the sign-in page. Defaults to a name derived from the kind.
+	Name string `json:"name,omitempty"`
+
+	// ClientID is the OAuth client identifier registered at the identity provider.
+	ClientID string `json:"client_id,omitempty"`
+
+	// ClientSecret is the OAuth client secret. Placeholders such as {env.X} are expanded.
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// Issuer is the OpenID Connect issuer URL; its discovery document configures the
+	// endpoints and keys (oidc only; google presets it).
+	Issuer string `json:"issuer,omitempty"`
+
+	// Scopes requested from the provider. Defaults: oidc and google
+	// `openid email profile`, github `read:user user:email`.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// AuthURL, TokenURL and UserinfoURL are the endpoints of a plain OAuth 2.0
+	// provider (oauth2), or overrides of a preset's (github: GitHub Enterprise).
+	AuthURL     string `json:"auth_url,omitempty"`
+	TokenURL    string `json:"token_url,omitempty"`
+	UserinfoURL string `json:"userinfo_url,omitempty"`
+
+	// APIURL is the GitHub REST API base URL (default https://api.github.com).
+	APIURL string `json:"api_url,omitempty"`
+
+	// UsersFile is the credentials provider's users file: one
+	// `username:bcrypt-hash[:name[:email]]` per line, as `caddy hash-password` prints hashes.
+	UsersFile string `json:"users_file,omitempty"`
+}
+
+// Identity is what a provider knows about a signed-in user, in Auth.js's shapes.
+type Identity struct {
+	// User has id, name, email and image.
+	User map[string]any
+	// Account has provider, type, provider_account_id and the OAuth tokens.
+	Account map[string]any
+	// Profile is the provider's own description of the user.
+	Profile map[string]any
+}
+
+// Provider is any sign-in method.
+type Provider interface {
+	ID() string
+	Name() string
+	Type() string
+}
+
+// OAuth is a provider that signs in through the authorization code flow.
+type OAuth interface {
+	Provider
+	// AuthCodeURL returns where to send the browser; it fails when the provider
+	// cannot be used now (discovery has not succeeded).
+	AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error)
+	// Exchange redeems the code with the PKCE verifier and checks the nonce.
+	Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*Identity, error)
+	// UsesNonce reports whether the flow carries an OIDC nonce.
+	UsesNonce() bool
+}
+
+// New builds the provider cfg describes. ctx bounds background work such as
+// OIDC discovery; client makes every outgoing request.
+func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logger) (Provider, error) {
+	if cfg.ID == "" {
+		cfg.ID = cfg.Kind
+	}
+	if !validID(cfg.ID) {
+		return nil, fmt.Errorf("provider id %q: use letters, digits, '-' and '_' only", cfg.ID)
+	}
+	switch cfg.Kind {
+	case "oidc", "google":
+		return newOIDC(ctx, cfg, client, logger)
+	case "github":
+		return newGitHub(cfg, client)
+	case "oauth2":
+		return newOAuth2(cfg, client)
+	case "credentials":
+		return newCredentials(cfg)
+	case "email":
+		return nil, fmt.Errorf("provider %q: the email provider is not available yet", cfg.ID)
+	case "":
+		return nil, errors.New("provider: missing type")
+	default:
+		return nil, fmt.Errorf("provider %q: unknown type %q (want oidc, github, google, oauth2 or credentials)", cfg.ID, cfg.Kind)
+	}
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func requireClient(cfg Config) error {
+	if cfg.ClientID == "" {
+		return fmt.Errorf("provider %q: missing client_id", cfg.ID)
+	}
+	if cfg.ClientSecret == "" {
+		return fmt.Errorf("provider %q: missing client_secret", cfg.ID)
+	}
+	return nil
+}
+
+// checkHTTPURL rejects anything but an absolute http(s) URL with a host.
+func checkHTTPURL(what, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s %q: %v", what, raw, err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%s %q: want an absolute http(s) URL with no query or credentials", what, raw)
+	}
+	return nil
+}
+
+// maxResponse bounds what authgate reads from an identity provider.
+const maxResponse = 1 << 20
+
+// getJSON fetches url with the bearer token and decodes a JSON object into v.
+func getJSON(ctx context.Context, client *http.Client, rawURL, accessToken string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", rawURL, resp.StatusCode)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: invalid JSON: %v", rawURL, err)
+	}
+	return nil
+}
+
+// str returns m[k] when it is a non-empty string.
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// scopesOr returns the configured scopes or the defaults.
+func scopesOr(cfg Config, def ...string) []string {
+	if len(cfg.Scopes) > 0 {
+		return cfg.Scopes
+	}
+	return def
+}
+
+// displayName returns cfg.Name or def.
+func displayName(cfg Config, def string) string {
+	if cfg.Name != "" {
+		return cfg.Name
+	}
+	return def
+}

@@ -1,0 +1,153 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// authJS runs testdata/authjs/codec.mjs, which calls the real @auth/core's encode() and
+// decode(), and returns its trimmed output.
+type authJS struct {
+	node, script string
+}
+
+// needAuthJS finds node and @auth/core. Without them the test is skipped locally, but fails on
+// CI, where a skip would hide a broken setup.
+func needAuthJS(t *testing.T) authJS {
+	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format+"; `make test` runs the interop tests with node and @auth/core (npm ci in testdata/node)", args...)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node not found: %v", err)
+	}
+	script, err := filepath.Abs(filepath.Join("..", "testdata", "authjs", "codec.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg := filepath.Join("..", "testdata", "node", "node_modules", "@auth", "core", "package.json")
+	if _, err := os.Stat(pkg); err != nil {
+		missing("@auth/core is not installed in testdata/node: %v", err)
+	}
+	return authJS{node: node, script: script}
+}
+
+func (a authJS) run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, a.node, append([]string{a.script}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("node codec.mjs %s: %v: %s", args[0], err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+func (a authJS) decode(t *testing.T, secret, salt, token string) (map[string]any, error) {
+	t.Helper()
+	out, err := a.run(t, "decode", secret, salt, token)
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal([]byte(out), &claims); err != nil {
+		t.Fatalf("decoding @auth/core's output %q: %v", out, err)
+	}
+	return claims, nil
+}
+
+func (a authJS) encode(t *testing.T, secret, salt string, claims map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := a.run(t, "encode", secret, salt, string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+func TestInteropAuthJS(t *testing.T) {
+	a := needAuthJS(t)
+	for _, salt := range []string{"authjs.session-token", "__Secure-authjs.session-token"} {
+		c := mustCodec(t, []string{testSecret}, salt, FormatAuthJS)
+
+		t.Run(salt+"/authgate to Auth.js", func(t *testing.T) {
+			now := time.Now()
+			token := mustEncode(t, c, testClaims(), 30*day, now)
+			got, err := a.decode(t, testSecret, salt, token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := c.Decode(token, now)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("@auth/core decoded %v\nauthgate decoded %v", got, want)
+			}
+			for k, v := range testClaims() {
+				if !reflect.DeepEqual(got[k], v) {
+					t.Errorf("@auth/core decoded %s = %v, want %v", k, got[k], v)
+				}
+			}
+
+			if _, err := a.decode(t, "other-secret", salt, token); err == nil {
+				t.Error("@auth/core decoded the token with another secret")
+			}
+		})
+
+		t.Run(salt+"/Auth.js to authgate", func(t *testing.T) {
+			token := a.encode(t, testSecret, salt, testClaims())
+			now := time.Now()
+			if kid := header(t, token)["kid"]; kid != c.keys[0].kid {
+				t.Errorf("@auth/core's kid = %v, authgate's = %s", kid, c.keys[0].kid)
+			}
+			got, err := c.Decode(token, now)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			for k, v := range testClaims() {
+				if !reflect.DeepEqual(got[k], v) {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+			iat, _ := got["iat"].(float64)
+			exp, _ := got["exp"].(float64)
+			if d := now.Sub(time.Unix(int64(iat), 0)); d < 0 || d > time.Minute {
+				t.Errorf("iat = %v, want about now (%d)", got["iat"], now.Unix())
+			}
+			if exp-iat != (30 * day).Seconds() {
+				t.Errorf("exp - iat = %v s, want 30 days", exp-iat)
+			}
+			jti, _ := got["jti"].(string)
+			if id, err := uuid.Parse(jti); err != nil || id.Version() != 4 {
+				t.Errorf("jti = %v, want a UUID v4", got["jti"])
+			}
+
+			if _, err := mustCodec(t, []string{"other-secret"}, salt, FormatAuthJS).Decode(token, now); err == nil {
+				t.Error("Decode succeeded with another secret")
+			}
+		})
+	}
+}
