@@ -106,10 +106,9 @@ func compileOrigin(p string) (originPattern, error) {
 	if !ok {
 		return op, errors.New("malformed host or port")
 	}
-	switch {
-	case port == "":
-		op.port = 0
-	case port == "*":
+	switch port {
+	case "": // the scheme's default port, op.port's zero value
+	case "*":
 		op.port = anyPort
 	default:
 		n, ok := parsePort(port)

@@ -1,0 +1,27 @@
+# authgate — make demo runs the demo on http://localhost:8080, make test runs every test.
+SHELL := /bin/bash
+GO ?= go
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test deps check build
+
+demo:
+	$(GO) run ./cmd/caddy run --config examples/demo/Caddyfile
+
+# deps installs what the tests need when it is missing: Node.js and npm (for the test
+# OpenID Provider and Auth.js's codec), the Node packages, and Debian's Chromium.
+deps:
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@[ -d testdata/node/node_modules/oidc-provider ] && [ -d testdata/node/node_modules/@auth/core ] || (cd testdata/node && npm ci --no-audit --no-fund --loglevel=error)
+
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps check
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./handlers/ ./internal/...
+
+build:
+	$(GO) build -o caddy ./cmd/caddy

@@ -1,0 +1,129 @@
+// Package testcaddy runs Caddy with authgate in the test process, from a
+// Caddyfile, with its admin API off, its storage in a temporary directory and its
+// log captured for assertions.
+package testcaddy
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // Caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/authgate/caddy-authgate" // the module under test
+)
+
+// one Caddy instance per process: tests that start one must not run in parallel.
+var mu sync.Mutex
+
+// Server is a running Caddy.
+type Server struct {
+	logFile string
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Adapt turns a Caddyfile into Caddy's JSON, failing the test on error.
+func Adapt(t testing.TB, caddyfile string) []byte {
+	t.Helper()
+	js, err := AdaptErr(caddyfile)
+	if err != nil {
+		t.Fatalf("adapting the Caddyfile: %v\n%s", err, caddyfile)
+	}
+	return js
+}
+
+// AdaptErr turns a Caddyfile into Caddy's JSON.
+func AdaptErr(caddyfile string) ([]byte, error) {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	js, _, err := adapter.Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	return js, err
+}
+
+// Validate adapts and provisions the Caddyfile's config without starting it,
+// as `caddy validate` does.
+func Validate(caddyfile string) error {
+	js, err := AdaptErr(caddyfile)
+	if err != nil {
+		return err
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		return err
+	}
+	return caddy.Validate(&cfg)
+}
+
+// Start runs the Caddyfile's config until the test ends.
+func Start(t testing.TB, caddyfile string) *Server {
+	t.Helper()
+	js := Adapt(t, caddyfile)
+	var cfg map[string]any
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &Server{logFile: filepath.Join(dir, "caddy.log")}
+	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	cfg["storage"] = map[string]any{"module": "file_system", "root": filepath.Join(dir, "data")}
+	cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
+		"level":   "DEBUG",
+		"writer":  map[string]any{"output": "file", "filename": s.logFile},
+		"encoder": map[string]any{"format": "json"},
+	}}}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if err := caddy.Load(js, true); err != nil {
+		mu.Unlock()
+		t.Fatalf("starting Caddy: %v", err)
+	}
+	t.Cleanup(func() {
+		defer mu.Unlock()
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping Caddy: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("Caddy log:\n%s", s.Logs())
+		}
+	})
+	return s
+}
+
+// Logs returns what Caddy logged so far.
+func (s *Server) Logs() string {
+	b, _ := os.ReadFile(s.logFile)
+	return string(b)
+}
+
+// LogContains reports whether some log line contains every one of the parts.
+func (s *Server) LogContains(parts ...string) bool {
+	for _, line := range strings.Split(s.Logs(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all && line != "" {
+			return true
+		}
+	}
+	return false
+}
