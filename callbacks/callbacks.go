@@ -1,36 +1,46 @@
 // Package callbacks holds the four Auth.js callbacks — sign_in, redirect, jwt and
-// session — as rules compiled once at provision, with Auth.js's defaults when a
-// block has no rules.
+// session — and the routes' require and header expressions, as rules compiled once
+// at provision: CEL expressions or shorthands, evaluated in order, with Auth.js's
+// defaults when a block has no rules.
 package callbacks
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"cel.dev/cel-go/cel"
 )
+
+var boolType = cel.BoolType
 
 // Config is the `callbacks` block: one ordered rule list per callback.
 type Config struct {
-	// SignIn decides who may sign in.
+	// SignIn decides who may sign in: allow, deny, redirect <url>, webhook, default allow|deny.
 	SignIn []Rule `json:"sign_in,omitempty"`
-	// Redirect decides where users may be sent after sign-in and sign-out.
+	// Redirect decides where users may be sent: allow_origin, allow, deny, rewrite, webhook.
 	Redirect []Rule `json:"redirect,omitempty"`
-	// JWT shapes the claims of the encrypted session token.
+	// JWT shapes the claims of the encrypted session token: set, unset, webhook.
 	JWT []Rule `json:"jwt,omitempty"`
-	// Session shapes what /.auth/session returns and what routes see as `session`.
+	// Session shapes what /.auth/session returns and routes see as `session`: set, unset, webhook.
 	Session []Rule `json:"session,omitempty"`
 }
 
 // Rule is one line of a callback block: `<action> [<argument>…] [<condition>]`.
 type Rule struct {
-	// Action is what the rule does: allow, deny, redirect, webhook, allow_origin,
-	// rewrite, set, unset, default, refresh_access_token.
+	// Action is what the rule does.
 	Action string `json:"action"`
-	// Args are the action's arguments (a URL, origin globs, a claim path and expression).
+	// Args are the action's arguments: a URL, origin globs, a claim path and an expression.
 	Args []string `json:"args,omitempty"`
 	// If is the rule's condition; none means always.
 	If *Condition `json:"if,omitempty"`
-	// Source is where the rule was written ("Caddyfile:12"), for error messages and logs.
+	// Webhook configures a webhook rule.
+	Webhook *WebhookConfig `json:"webhook,omitempty"`
+	// Source is where the rule was written ("Caddyfile:12"), for errors and logs.
 	Source string `json:"source,omitempty"`
 }
 
@@ -38,7 +48,7 @@ type Rule struct {
 type Condition struct {
 	// Expr is a CEL expression over the callback's variables.
 	Expr string `json:"expr,omitempty"`
-	// Kind is a shorthand: email, domain, provider or claim.
+	// Kind is a shorthand: email (globs), domain, provider or claim.
 	Kind string `json:"kind,omitempty"`
 	// Path is the claim path of the `claim` shorthand.
 	Path string `json:"path,omitempty"`
@@ -48,54 +58,205 @@ type Condition struct {
 
 // Callbacks is the compiled form of a Config.
 type Callbacks struct {
-	origins *Origins
+	signIn        []signInRule
+	signInDefault bool
+	redirect      []redirectRule
+	origins       *Origins
+	jwt           []setRule
+	session       []setRule
 }
 
-// Compile checks and compiles cfg. The rule engine (conditions, sign_in, jwt and
-// session rules) is not built yet; until it is, only the redirect block's
-// allow_origin rules are accepted, and any other rule is a configuration error
-// rather than being silently ignored.
+type signInRule struct {
+	action, target string
+	cond           *cond
+	hook           *webhook
+	source         string
+}
+
+type redirectRule struct {
+	action  string
+	rewrite *program
+	cond    *cond
+	hook    *webhook
+	source  string
+}
+
+type setRule struct {
+	action string // set, unset, webhook
+	path   []string
+	expr   *program
+	cond   *cond
+	hook   *webhook
+	source string
+}
+
+// Compile checks and compiles cfg: every expression is parsed and type-checked
+// here, so a mistake fails `caddy validate`, not a request.
 func Compile(cfg Config) (*Callbacks, error) {
-	var (
-		cb      Callbacks
-		origins []string
-	)
+	client := &http.Client{}
+	c := &Callbacks{}
+	hasAllow, hasDefault := false, false
+	for _, r := range cfg.SignIn {
+		cd, err := compileCond(KindSignIn, r.If, r.Source)
+		if err != nil {
+			return nil, ruleErr(KindSignIn, r, err)
+		}
+		sr := signInRule{action: r.Action, cond: cd, source: r.Source}
+		switch r.Action {
+		case "allow", "deny":
+			err = wantArgs(r, 0)
+			hasAllow = hasAllow || r.Action == "allow"
+		case "redirect":
+			if err = wantArgs(r, 1); err == nil {
+				sr.target = r.Args[0]
+			}
+		case "webhook":
+			sr.hook, err = compileWebhook(r.Webhook, client)
+		case "default":
+			if len(r.Args) != 1 || (r.Args[0] != "allow" && r.Args[0] != "deny") || r.If != nil {
+				err = errors.New("want `default allow` or `default deny`")
+			} else {
+				hasDefault, c.signInDefault = true, r.Args[0] == "allow"
+			}
+			if err == nil {
+				continue
+			}
+		default:
+			err = fmt.Errorf("unknown action: want allow, deny, redirect, webhook or default")
+		}
+		if err != nil {
+			return nil, ruleErr(KindSignIn, r, err)
+		}
+		c.signIn = append(c.signIn, sr)
+	}
+	if !hasDefault {
+		// An allow rule makes the block an allow-list.
+		c.signInDefault = !hasAllow
+	}
+
+	var origins []string
 	for _, r := range cfg.Redirect {
-		if r.Action == "allow_origin" && r.If == nil {
-			if len(r.Args) == 0 {
-				return nil, ruleErr("redirect", r, fmt.Errorf("allow_origin needs at least one origin"))
+		cd, err := compileCond(KindRedirect, r.If, r.Source)
+		if err != nil {
+			return nil, ruleErr(KindRedirect, r, err)
+		}
+		rr := redirectRule{action: r.Action, cond: cd, source: r.Source}
+		switch r.Action {
+		case "allow_origin":
+			if len(r.Args) == 0 || r.If != nil {
+				err = errors.New("want `allow_origin <origin…>` with no condition")
 			}
 			origins = append(origins, r.Args...)
-			continue
+			if err == nil {
+				continue
+			}
+		case "allow", "deny":
+			err = wantArgs(r, 0)
+		case "rewrite":
+			if err = wantArgs(r, 1); err == nil {
+				rr.rewrite, err = compileCEL(KindRedirect, r.Args[0], cel.StringType)
+			}
+		case "webhook":
+			rr.hook, err = compileWebhook(r.Webhook, client)
+		default:
+			err = fmt.Errorf("unknown action: want allow_origin, allow, deny, rewrite or webhook")
 		}
-		return nil, ruleErr("redirect", r, errNotYet)
-	}
-	for name, rules := range map[string][]Rule{"sign_in": cfg.SignIn, "jwt": cfg.JWT, "session": cfg.Session} {
-		if len(rules) > 0 {
-			return nil, ruleErr(name, rules[0], errNotYet)
+		if err != nil {
+			return nil, ruleErr(KindRedirect, r, err)
 		}
+		c.redirect = append(c.redirect, rr)
 	}
 	o, err := CompileOrigins(origins)
 	if err != nil {
 		return nil, fmt.Errorf("callbacks redirect: %v", err)
 	}
-	cb.origins = o
-	return &cb, nil
+	c.origins = o
+
+	if c.jwt, err = compileSetRules(KindJWT, cfg.JWT, client); err != nil {
+		return nil, err
+	}
+	if c.session, err = compileSetRules(KindSession, cfg.Session, client); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
-var errNotYet = fmt.Errorf("rules other than redirect's allow_origin are not supported yet")
+func compileSetRules(kind string, rules []Rule, client *http.Client) ([]setRule, error) {
+	var out []setRule
+	for _, r := range rules {
+		cd, err := compileCond(kind, r.If, r.Source)
+		if err != nil {
+			return nil, ruleErr(kind, r, err)
+		}
+		sr := setRule{action: r.Action, cond: cd, source: r.Source}
+		switch r.Action {
+		case "set":
+			if err = wantArgs(r, 2); err == nil {
+				sr.path, err = claimPath(r.Args[0])
+			}
+			if err == nil {
+				sr.expr, err = compileCEL(kind, r.Args[1], nil)
+			}
+		case "unset":
+			if err = wantArgs(r, 1); err == nil {
+				sr.path, err = claimPath(r.Args[0])
+			}
+		case "webhook":
+			sr.hook, err = compileWebhook(r.Webhook, client)
+		case "refresh_access_token":
+			err = errors.New("refresh_access_token is not available yet")
+		default:
+			err = fmt.Errorf("unknown action: want set, unset or webhook")
+		}
+		if err != nil {
+			return nil, ruleErr(kind, r, err)
+		}
+		out = append(out, sr)
+	}
+	return out, nil
+}
+
+func wantArgs(r Rule, n int) error {
+	if len(r.Args) != n {
+		return fmt.Errorf("takes %d argument(s) before its condition, got %d (%s)", n, len(r.Args), strings.Join(r.Args, " "))
+	}
+	return nil
+}
+
+func claimPath(p string) ([]string, error) {
+	keys := strings.Split(p, ".")
+	for _, k := range keys {
+		if k == "" {
+			return nil, fmt.Errorf("path %q: empty segment", p)
+		}
+	}
+	return keys, nil
+}
 
 func ruleErr(callback string, r Rule, err error) error {
 	if r.Source != "" {
-		return fmt.Errorf("callbacks %s: %s: %s: %w", callback, r.Source, r.Action, err)
+		return fmt.Errorf("%s: callbacks %s: %s: %w", r.Source, callback, r.Action, err)
 	}
 	return fmt.Errorf("callbacks %s: %s: %w", callback, r.Action, err)
+}
+
+// orEmpty makes nil maps empty, so expressions see a map and a missing key,
+// never an absent variable.
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }
 
 // SignInInput is what the sign_in callback sees.
 type SignInInput struct {
 	User, Account, Profile map[string]any
-	Credentials            map[string]any
+	// Email is set for the email provider: {verification_request: bool, …}.
+	Email map[string]any
+	// Credentials are the POSTed fields, password removed.
+	Credentials map[string]any
+	Request     map[string]any
 }
 
 // Decision is the sign_in callback's answer.
@@ -104,33 +265,130 @@ type Decision struct {
 	Allow bool
 	// Redirect, when set, sends the user there instead (after the redirect check).
 	Redirect string
+	// Source is the rule that decided, empty for the default.
+	Source string
 }
 
-// SignIn decides whether the user may sign in. With no rules every user may.
-func (c *Callbacks) SignIn(SignInInput) (Decision, error) {
-	return Decision{Allow: true}, nil
+// SignIn decides whether the user may sign in: the first rule whose condition
+// holds decides. An error means a rule failed; callers refuse the sign-in.
+func (c *Callbacks) SignIn(ctx context.Context, in SignInInput) (Decision, error) {
+	var vars map[string]any
+	for _, r := range c.signIn {
+		if vars == nil {
+			vars = map[string]any{
+				"user": orEmpty(in.User), "account": orEmpty(in.Account), "profile": orEmpty(in.Profile),
+				"email": orEmpty(in.Email), "credentials": orEmpty(in.Credentials), "request": orEmpty(in.Request),
+			}
+		}
+		ok, err := r.cond.holds(vars)
+		if err != nil {
+			return Decision{}, err
+		}
+		if !ok {
+			continue
+		}
+		switch r.action {
+		case "allow":
+			return Decision{Allow: true, Source: r.source}, nil
+		case "deny":
+			return Decision{Source: r.source}, nil
+		case "redirect":
+			return Decision{Redirect: r.target, Source: r.source}, nil
+		case "webhook":
+			ans, err := r.hook.call(ctx, KindSignIn, vars)
+			if err != nil {
+				return Decision{}, fmt.Errorf("%s: %v", r.source, err)
+			}
+			if target, ok := ans["redirect"]; ok {
+				s, _ := target.(string)
+				if s == "" {
+					return Decision{}, fmt.Errorf("%s: webhook answered a redirect that is not a URL", r.source)
+				}
+				return Decision{Redirect: s, Source: r.source}, nil
+			}
+			if allow, ok := ans["allow"]; ok {
+				b, isBool := allow.(bool)
+				if !isBool {
+					return Decision{}, fmt.Errorf("%s: webhook answered allow that is not a boolean", r.source)
+				}
+				return Decision{Allow: b, Source: r.source}, nil
+			}
+		}
+	}
+	return Decision{Allow: c.signInDefault}, nil
 }
 
-// Redirect returns where to send the user for target: target itself when it is a
-// safe redirect for base, else base.
-func (c *Callbacks) Redirect(target string, base *url.URL) string {
+// Redirect returns where to send the user for target: the first matching rule
+// decides, and the safe-redirect check applies to whatever it returns. With no
+// rules, a safe target is kept and anything else becomes the base URL. On error
+// the base URL is returned along with the error.
+func (c *Callbacks) Redirect(ctx context.Context, target string, base *url.URL, request map[string]any) (string, error) {
+	if len(c.redirect) == 0 {
+		u, _ := SafeRedirect(target, base, c.origins)
+		return u, nil
+	}
+	vars := map[string]any{"url": target, "base_url": base.String(), "request": orEmpty(request)}
+	for _, r := range c.redirect {
+		ok, err := r.cond.holds(vars)
+		if err != nil {
+			return base.String(), err
+		}
+		if !ok {
+			continue
+		}
+		switch r.action {
+		case "allow":
+			u, _ := safeRedirect(target, base, c.origins, true)
+			return u, nil
+		case "deny":
+			return base.String(), nil
+		case "rewrite":
+			v, err := r.rewrite.evalNative(vars)
+			if err != nil {
+				if err == ErrAbsent {
+					continue
+				}
+				return base.String(), fmt.Errorf("%s: %v", r.source, err)
+			}
+			s, _ := v.(string)
+			u, _ := SafeRedirect(s, base, c.origins)
+			return u, nil
+		case "webhook":
+			ans, err := r.hook.call(ctx, KindRedirect, vars)
+			if err != nil {
+				return base.String(), fmt.Errorf("%s: %v", r.source, err)
+			}
+			if v, ok := ans["url"]; ok {
+				s, _ := v.(string)
+				u, _ := SafeRedirect(s, base, c.origins)
+				return u, nil
+			}
+		}
+	}
 	u, _ := SafeRedirect(target, base, c.origins)
-	return u
+	return u, nil
 }
 
-// JWTInput is what the jwt callback sees when the token is created.
+// JWTInput is what the jwt callback sees.
 type JWTInput struct {
+	// Token is the current token: empty at sign-in, the decoded one on update.
 	Token                  map[string]any
 	User, Account, Profile map[string]any
-	Trigger                string
+	IsNewUser              bool
+	// Trigger is sign_in, sign_up or update.
+	Trigger string
+	// Session is the update data POSTed to /.auth/session (trigger update).
+	Session any
+	Request map[string]any
 }
 
-// JWT returns the claims of a new token. By default, as in Auth.js, the token holds
-// name, email, picture and sub; iat, exp and jti are added by the codec.
-func (c *Callbacks) JWT(in JWTInput) (map[string]any, error) {
-	tok := in.Token
-	if tok == nil {
-		tok = map[string]any{}
+// JWT returns the token's claims. At sign-in the default token holds name, email,
+// picture and sub, as in Auth.js; then every rule whose condition holds applies in
+// order. iat, exp and jti are the codec's.
+func (c *Callbacks) JWT(ctx context.Context, in JWTInput) (map[string]any, error) {
+	tok := make(map[string]any, len(in.Token)+4)
+	for k, v := range in.Token {
+		tok[k] = v
 	}
 	if in.User != nil {
 		tok["sub"] = in.User["id"]
@@ -138,20 +396,133 @@ func (c *Callbacks) JWT(in JWTInput) (map[string]any, error) {
 		tok["email"] = nullable(in.User["email"])
 		tok["picture"] = nullable(in.User["image"])
 	}
-	return tok, nil
+	if len(c.jwt) == 0 {
+		return tok, nil
+	}
+	vars := map[string]any{
+		"token": tok, "user": orEmpty(in.User), "account": orEmpty(in.Account), "profile": orEmpty(in.Profile),
+		"is_new_user": in.IsNewUser, "trigger": in.Trigger, "session": in.Session, "request": orEmpty(in.Request),
+	}
+	if in.Session == nil {
+		vars["session"] = map[string]any{}
+	}
+	out, err := applySetRules(ctx, KindJWT, c.jwt, vars, "token")
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"iat", "exp", "jti"} {
+		if v, ok := tok[k]; ok {
+			out[k] = v
+		} else {
+			delete(out, k)
+		}
+	}
+	return out, nil
 }
 
-// Session returns the session for a decoded token, Auth.js's default shape:
-// {user: {name, email, image}, expires}.
-func (c *Callbacks) Session(token map[string]any, expires time.Time) map[string]any {
-	return map[string]any{
+// SessionInput is what the session callback sees.
+type SessionInput struct {
+	Token   map[string]any
+	Expires time.Time
+	User    map[string]any
+	Request map[string]any
+}
+
+// Session returns the session for a decoded token: Auth.js's default
+// {user: {name, email, image}, expires}, then the rules in order.
+func (c *Callbacks) Session(ctx context.Context, in SessionInput) (map[string]any, error) {
+	s := map[string]any{
 		"user": map[string]any{
-			"name":  nullable(token["name"]),
-			"email": nullable(token["email"]),
-			"image": nullable(token["picture"]),
+			"name":  nullable(in.Token["name"]),
+			"email": nullable(in.Token["email"]),
+			"image": nullable(in.Token["picture"]),
 		},
-		"expires": expires.UTC().Format("2006-01-02T15:04:05.000Z"),
+		"expires": in.Expires.UTC().Format("2006-01-02T15:04:05.000Z"),
 	}
+	if len(c.session) == 0 {
+		return s, nil
+	}
+	vars := map[string]any{"session": s, "token": orEmpty(in.Token), "user": orEmpty(in.User), "request": orEmpty(in.Request)}
+	return applySetRules(ctx, KindSession, c.session, vars, "session")
+}
+
+// HasSessionRules reports whether Session does more than the default shape.
+func (c *Callbacks) HasSessionRules() bool { return len(c.session) > 0 }
+
+// applySetRules applies set/unset/webhook rules to vars[target], each rule seeing
+// the result of the ones before it.
+func applySetRules(ctx context.Context, kind string, rules []setRule, vars map[string]any, target string) (map[string]any, error) {
+	obj := vars[target].(map[string]any)
+	for _, r := range rules {
+		ok, err := r.cond.holds(vars)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		switch r.action {
+		case "set":
+			v, err := r.expr.evalNative(vars)
+			if err == ErrAbsent {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", r.source, err)
+			}
+			obj = setPath(obj, r.path, v)
+		case "unset":
+			obj = unsetPath(obj, r.path)
+		case "webhook":
+			ans, err := r.hook.call(ctx, kind, vars)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", r.source, err)
+			}
+			if v, ok := ans[target]; ok {
+				m, isMap := v.(map[string]any)
+				if !isMap {
+					return nil, fmt.Errorf("%s: webhook answered a %s that is not an object", r.source, target)
+				}
+				obj = m
+			}
+		}
+		vars[target] = obj
+	}
+	return obj, nil
+}
+
+// setPath returns m with v at keys, copying the maps on the way so values shared
+// with the caller are never modified.
+func setPath(m map[string]any, keys []string, v any) map[string]any {
+	out := make(map[string]any, len(m)+1)
+	for k, x := range m {
+		out[k] = x
+	}
+	if len(keys) == 1 {
+		out[keys[0]] = v
+		return out
+	}
+	child, _ := out[keys[0]].(map[string]any)
+	out[keys[0]] = setPath(child, keys[1:], v)
+	return out
+}
+
+func unsetPath(m map[string]any, keys []string) map[string]any {
+	if _, ok := m[keys[0]]; !ok {
+		return m
+	}
+	out := make(map[string]any, len(m))
+	for k, x := range m {
+		out[k] = x
+	}
+	if len(keys) == 1 {
+		delete(out, keys[0])
+		return out
+	}
+	if child, ok := out[keys[0]].(map[string]any); ok {
+		out[keys[0]] = unsetPath(child, keys[1:])
+	}
+	return out
 }
 
 // nullable turns empty strings into JSON null, as Auth.js leaves absent fields.

@@ -1,86 +1,86 @@
 package callbacks
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-
-	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/common/types"
-	"cel.dev/cel-go/common/types/ref"
-	"cel.dev/cel-go/common/types/traits"
 )
 
-// Expr is a CEL expression compiled once, evaluated per request.
+// Expr is a route expression (`header` lines): CEL over session, token and request.
 type Expr struct {
-	src string
-	prg cel.Program
+	p *program
 }
 
-// CompileExpr compiles src with vars declared as dynamic values (maps from JSON).
-func CompileExpr(src string, vars ...string) (*Expr, error) {
-	opts := make([]cel.EnvOption, 0, len(vars))
-	for _, v := range vars {
-		opts = append(opts, cel.Variable(v, cel.DynType))
-	}
-	env, err := cel.NewEnv(opts...)
+// CompileExpr compiles a route expression.
+func CompileExpr(src string) (*Expr, error) {
+	p, err := compileCEL(KindRoute, src, nil)
 	if err != nil {
 		return nil, err
 	}
-	ast, iss := env.Compile(src)
-	if iss.Err() != nil {
-		return nil, fmt.Errorf("expression `%s`: %v", src, iss.Err())
-	}
-	prg, err := env.Program(ast)
-	if err != nil {
-		return nil, fmt.Errorf("expression `%s`: %v", src, err)
-	}
-	return &Expr{src: src, prg: prg}, nil
+	return &Expr{p: p}, nil
 }
 
-// ErrAbsent reports that the expression read a key that is not there; rules treat
-// it as JavaScript treats undefined, not as a failure.
-var ErrAbsent = errors.New("absent value")
-
-// String evaluates the expression to a header-ready string: lists are joined
-// with ",", null is empty.
+// String evaluates the expression to a header value: lists are joined with ",",
+// null is empty; ErrAbsent when it read a missing key.
 func (e *Expr) String(vars map[string]any) (string, error) {
-	out, _, err := e.prg.Eval(vars)
+	v, err := e.p.evalNative(vars)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such key") || strings.Contains(err.Error(), "no such attribute") {
-			return "", ErrAbsent
-		}
-		return "", fmt.Errorf("evaluating `%s`: %v", e.src, err)
+		return "", err
 	}
-	return valueString(out)
+	return headerValue(v, e.p.src)
 }
 
-func valueString(v ref.Val) (string, error) {
-	switch v.Type() {
-	case types.StringType:
-		return v.Value().(string), nil
-	case types.NullType:
+// HeaderValue renders a JSON-like value as a header value: lists joined with ",".
+func HeaderValue(v any) (string, error) {
+	return headerValue(v, "")
+}
+
+func headerValue(v any, src string) (string, error) {
+	switch v := v.(type) {
+	case nil:
 		return "", nil
-	case types.BoolType:
-		return strconv.FormatBool(v.Value().(bool)), nil
-	case types.IntType:
-		return strconv.FormatInt(v.Value().(int64), 10), nil
-	case types.UintType:
-		return strconv.FormatUint(v.Value().(uint64), 10), nil
-	case types.DoubleType:
-		return strconv.FormatFloat(v.Value().(float64), 'f', -1, 64), nil
-	}
-	if l, ok := v.(traits.Lister); ok {
-		var parts []string
-		for it := l.Iterator(); it.HasNext() == types.True; {
-			s, err := valueString(it.Next())
+	case string:
+		return v, nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case uint64:
+		return strconv.FormatUint(v, 10), nil
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), nil
+	case []any:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			s, err := headerValue(x, src)
 			if err != nil {
 				return "", err
 			}
-			parts = append(parts, s)
+			parts[i] = s
 		}
 		return strings.Join(parts, ","), nil
 	}
-	return "", fmt.Errorf("a %s cannot be a header value", v.Type().TypeName())
+	return "", fmt.Errorf("`%s`: a %T cannot be a header value", src, v)
+}
+
+// Check is a compiled route condition (`require` lines).
+type Check struct {
+	c *cond
+}
+
+// CompileCheck compiles a route condition; source names where it was written.
+func CompileCheck(c Condition, source string) (*Check, error) {
+	cd, err := compileCond(KindRoute, &c, source)
+	if err != nil {
+		if source != "" {
+			return nil, fmt.Errorf("%s: require: %v", source, err)
+		}
+		return nil, fmt.Errorf("require: %v", err)
+	}
+	return &Check{c: cd}, nil
+}
+
+// Holds evaluates the condition; a read of a missing key makes it false.
+func (k *Check) Holds(vars map[string]any) (bool, error) {
+	return k.c.holds(vars)
 }

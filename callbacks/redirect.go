@@ -208,6 +208,12 @@ func isSubdomain(host, domain string) bool {
 // returned URL is built only from checked parts and contains nothing a browser would
 // read differently.
 func SafeRedirect(target string, base *url.URL, allowed *Origins) (string, bool) {
+	return safeRedirect(target, base, allowed, false)
+}
+
+// safeRedirect is SafeRedirect; anyOrigin accepts every well-formed http(s) origin,
+// for targets a rule allowed explicitly (the syntax checks still apply).
+func safeRedirect(target string, base *url.URL, allowed *Origins, anyOrigin bool) (string, bool) {
 	baseOrigin, ok := originOf(base)
 	if !ok || !plainChars(target) {
 		return base.String(), false
@@ -233,7 +239,7 @@ func SafeRedirect(target string, base *url.URL, allowed *Origins) (string, bool)
 		// Userinfo never gets through: '@' is not a host character, so
 		// https://base@evil and https://evil@base both fail here.
 		or, ok := parseAuthority(strings.ToLower(scheme), authority)
-		if !ok || (or != baseOrigin && !allowed.allows(or)) {
+		if !ok || (or != baseOrigin && !anyOrigin && !allowed.allows(or)) {
 			return base.String(), false
 		}
 		want, result = or, or.String()+remainder

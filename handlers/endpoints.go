@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,6 +67,8 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 		rl.signout(w, r)
 	case action == "session" && arg == "" && get:
 		rl.sessionJSON(w, r)
+	case action == "session" && arg == "" && post:
+		rl.updateSession(w, r)
 	case action == "csrf" && arg == "" && get:
 		token := rl.csrfToken(w, r)
 		writeJSON(w, http.StatusOK, map[string]string{"csrfToken": token})
@@ -213,13 +217,18 @@ func (rl *realm) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	return tok
 }
 
-// checkCSRF verifies the double-submit token of a POST.
+// checkCSRF verifies the double-submit token of a form POST.
 func (rl *realm) checkCSRF(r *http.Request) bool {
+	return rl.checkCSRFToken(r, r.PostForm.Get("csrfToken"))
+}
+
+// checkCSRFToken verifies a submitted CSRF token against the request's cookie.
+func (rl *realm) checkCSRFToken(r *http.Request, submitted string) bool {
 	c, err := r.Cookie(session.HostName(csrfCookieName, rl.secure(r)))
 	if err != nil {
 		return false
 	}
-	return rl.csrf.Verify(c.Value, r.PostForm.Get("csrfToken"))
+	return rl.csrf.Verify(c.Value, submitted)
 }
 
 // parseForm reads a bounded POST form.
@@ -244,7 +253,11 @@ func (rl *realm) callbackURL(r *http.Request, raw string) string {
 	if raw == "" {
 		return base.String() + "/"
 	}
-	return rl.cb.Redirect(raw, base)
+	u, err := rl.cb.Redirect(r.Context(), raw, base, requestVars(r))
+	if err != nil {
+		rl.logger.Error("redirect callback failed; using the base URL", zap.Error(err))
+	}
+	return u
 }
 
 // redirectURI is the OAuth redirect URI for provider id.
@@ -399,7 +412,9 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 // redirects to the (checked) callback URL.
 func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *providers.Identity, creds map[string]any, callbackURL string) {
 	prov := zap.Any("provider", id.Account["provider"])
-	dec, err := rl.cb.SignIn(callbacks.SignInInput{User: id.User, Account: id.Account, Profile: id.Profile, Credentials: creds})
+	dec, err := rl.cb.SignIn(r.Context(), callbacks.SignInInput{
+		User: id.User, Account: id.Account, Profile: id.Profile, Credentials: creds, Request: requestVars(r),
+	})
 	if err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
 		return
@@ -412,7 +427,9 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 		rl.fail(w, r, errAccessDenied, nil, prov)
 		return
 	}
-	claims, err := rl.cb.JWT(callbacks.JWTInput{User: id.User, Account: id.Account, Profile: id.Profile, Trigger: "sign_in"})
+	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{
+		User: id.User, Account: id.Account, Profile: id.Profile, Trigger: "sign_in", Request: requestVars(r),
+	})
 	if err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
 		return
@@ -454,7 +471,75 @@ func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
-	writeJSON(w, http.StatusOK, st.session())
+	sess, err := st.session(r)
+	if err != nil {
+		rl.logger.Error("session callback failed; answering as signed out", zap.Error(err))
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	writeJSON(w, http.StatusOK, sess)
+}
+
+// updateSession: POST /session, Auth.js's update(data). The body is JSON
+// {"csrfToken": …, "data": …} or a form with csrfToken and data (JSON). The jwt
+// callback runs with trigger "update" and session = data; the cookie is re-issued.
+func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		CSRFToken string `json:"csrfToken"`
+		Data      any    `json:"data"`
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes))
+		if err := dec.Decode(&body); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body"})
+			return
+		}
+	} else {
+		if err := parseForm(w, r); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid form body"})
+			return
+		}
+		body.CSRFToken = r.PostForm.Get("csrfToken")
+		if d := r.PostForm.Get("data"); d != "" {
+			if err := json.Unmarshal([]byte(d), &body.Data); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "data is not JSON"})
+				return
+			}
+		}
+	}
+	if !rl.checkCSRFToken(r, body.CSRFToken) {
+		rl.logger.Warn("POST without a valid CSRF token refused", zap.String("path", r.URL.Path))
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "invalid CSRF token"})
+		return
+	}
+	st, ok := rl.readSession(w, r)
+	if !ok {
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{Token: st.token, Trigger: "update", Session: body.Data, Request: requestVars(r)})
+	if err != nil {
+		rl.logger.Error("jwt callback failed on session update", zap.Error(err))
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": errConfiguration})
+		return
+	}
+	secure := rl.secure(r)
+	now := rl.now()
+	tok, err := rl.codecs[idx(secure)].Encode(claims, rl.maxAge, now)
+	if err != nil {
+		rl.logger.Error("encoding the updated session", zap.Error(err))
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": errConfiguration})
+		return
+	}
+	session.SetChunked(w, r, session.SecureName(rl.cookieName, secure), tok, rl.maxAge, rl.cookieOpts(r))
+	st = &sessionState{rl: rl, token: claims, expires: now.Add(rl.maxAge)}
+	sess, err := st.session(r)
+	if err != nil {
+		rl.logger.Error("session callback failed", zap.Error(err))
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	writeJSON(w, http.StatusOK, sess)
 }
 
 // providersJSON: GET /providers, in Auth.js's shape.

@@ -30,8 +30,9 @@ type Handler struct {
 	// X-Auth-Request-User (sub), X-Auth-Request-Email and X-Auth-Request-Name.
 	Headers []HeaderConfig `json:"headers,omitempty"`
 
-	// Require lists conditions that must all hold for a signed-in user to pass.
-	// (Arrives with the rule engine; not accepted yet.)
+	// Require lists conditions that must all hold for a signed-in user to pass:
+	// CEL expressions over `session`, `token` and `request`, or the email, domain
+	// and claim shorthands. Otherwise the answer is 403.
 	Require []callbacks.Condition `json:"require,omitempty"`
 
 	// UnauthenticatedStatus, when set, answers signed-out requests with this status
@@ -39,6 +40,7 @@ type Handler struct {
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
 
 	realm   *realm
+	require []*callbacks.Check
 	headers []header
 	strip   map[string]struct{}
 	logger  *zap.Logger
@@ -76,15 +78,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.realm, err = appIface.(*App).realm(h.Realm); err != nil {
 		return err
 	}
-	if len(h.Require) > 0 {
-		return fmt.Errorf("require is not supported yet")
+	for i, c := range h.Require {
+		chk, err := callbacks.CompileCheck(c, fmt.Sprintf("require #%d", i+1))
+		if err != nil {
+			return err
+		}
+		h.require = append(h.require, chk)
 	}
 	h.strip = map[string]struct{}{}
 	for _, hc := range h.Headers {
 		if hc.Name == "" || strings.ContainsAny(hc.Name, " :\t\r\n") {
 			return fmt.Errorf("header %q: invalid header name", hc.Name)
 		}
-		e, err := callbacks.CompileExpr(hc.Expr, "session", "token", "request")
+		e, err := callbacks.CompileExpr(hc.Expr)
 		if err != nil {
 			return fmt.Errorf("header %s: %v", hc.Name, err)
 		}
@@ -121,25 +127,74 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.auth.user.id", st.token["sub"])
 		repl.Set("http.auth.user.email", st.token["email"])
 		repl.Set("http.auth.user.name", st.token["name"])
+		repl.Map(st.placeholder(r))
 	}
-	if len(h.headers) == 0 {
-		setIf(r.Header, "X-Auth-Request-User", st.token["sub"])
-		setIf(r.Header, "X-Auth-Request-Email", st.token["email"])
-		setIf(r.Header, "X-Auth-Request-Name", st.token["name"])
+	if len(h.headers) == 0 && len(h.require) == 0 {
+		setDefaultHeaders(r.Header, st.token)
 		return next.ServeHTTP(w, r)
 	}
-	vars := map[string]any{"session": st.session(), "token": st.token, "request": requestVars(r)}
+	sess, err := st.session(r)
+	if err != nil {
+		h.logger.Error("session callback failed; refusing the request", zap.Error(err))
+		return h.forbidden(w, r)
+	}
+	vars := map[string]any{"session": sess, "token": st.token, "request": requestVars(r)}
+	for _, chk := range h.require {
+		ok, err := chk.Holds(vars)
+		if err != nil {
+			h.logger.Error("require failed; refusing the request", zap.Error(err))
+		}
+		if !ok {
+			return h.forbidden(w, r)
+		}
+	}
+	if len(h.headers) == 0 {
+		setDefaultHeaders(r.Header, st.token)
+		return next.ServeHTTP(w, r)
+	}
 	for _, hd := range h.headers {
 		v, err := hd.expr.String(vars)
 		if err != nil && err != callbacks.ErrAbsent {
 			h.logger.Error("header expression failed; refusing the request", zap.String("header", hd.name), zap.Error(err))
-			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("header %s: %v", hd.name, err))
+			return h.forbidden(w, r)
 		}
-		if v != "" {
+		if v = headerSafe(v); v != "" {
 			r.Header.Set(hd.name, v)
 		}
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// forbidden answers a signed-in request this route does not allow: an HTML page
+// for browsers, JSON for others.
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if isNavigation(r) {
+		h.realm.renderPage(w, http.StatusForbidden, pageData{
+			Title:   "Access denied",
+			Message: "You are signed in, but this page is not available to your account.",
+			Link:    h.realm.basePath + "/signout", LinkText: "Sign in as someone else",
+		})
+		return nil
+	}
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": "AccessDenied"})
+	return nil
+}
+
+// headerSafe replaces control characters, which no header value may carry, with
+// spaces: identity values come from identity providers and users.
+func headerSafe(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 && r != '\t' || r == 0x7f {
+					return ' '
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
 }
 
 // unauthenticated answers a request that has no valid session.
@@ -186,9 +241,16 @@ func headerKey(k string) string {
 	return strings.ReplaceAll(strings.ToLower(k), "_", "-")
 }
 
+// setDefaultHeaders sets the identity headers used when no `header` line is configured.
+func setDefaultHeaders(hdr http.Header, token map[string]any) {
+	setIf(hdr, "X-Auth-Request-User", token["sub"])
+	setIf(hdr, "X-Auth-Request-Email", token["email"])
+	setIf(hdr, "X-Auth-Request-Name", token["name"])
+}
+
 func setIf(hdr http.Header, name string, v any) {
 	if s, ok := v.(string); ok && s != "" {
-		hdr.Set(name, s)
+		hdr.Set(name, headerSafe(s))
 	}
 }
 
@@ -225,10 +287,50 @@ type sessionState struct {
 	rl      *realm
 	token   map[string]any
 	expires time.Time
+
+	// the session callback's result, computed at most once per request
+	sess     map[string]any
+	sessErr  error
+	sessDone bool
 }
 
-func (s *sessionState) session() map[string]any {
-	return s.rl.cb.Session(s.token, s.expires)
+func (s *sessionState) session(r *http.Request) (map[string]any, error) {
+	if !s.sessDone {
+		in := callbacks.SessionInput{Token: s.token, Expires: s.expires}
+		if s.rl.cb.HasSessionRules() {
+			in.Request = requestVars(r)
+		}
+		s.sess, s.sessErr = s.rl.cb.Session(r.Context(), in)
+		s.sessDone = true
+	}
+	return s.sess, s.sessErr
+}
+
+// placeholder serves {http.auth.session.<path>}: a value of the session, computed
+// once per request and only if a placeholder asks for it.
+func (s *sessionState) placeholder(r *http.Request) caddy.ReplacerFunc {
+	return func(key string) (any, bool) {
+		path, ok := strings.CutPrefix(key, "http.auth.session.")
+		if !ok {
+			return nil, false
+		}
+		sess, _ := s.session(r)
+		var cur any = sess
+		for _, k := range strings.Split(path, ".") {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return "", true
+			}
+			cur = m[k]
+		}
+		if cur == nil {
+			return "", true
+		}
+		if v, err := callbacks.HeaderValue(cur); err == nil {
+			return v, true
+		}
+		return "", true
+	}
 }
 
 // Interface guards

@@ -1,0 +1,214 @@
+package callbacks
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// cond is a compiled condition; nil means always.
+type cond struct {
+	source string
+	cel    *program
+	// match is a shorthand's check, given the variables.
+	match func(vars map[string]any) bool
+}
+
+func (c *cond) holds(vars map[string]any) (bool, error) {
+	if c == nil {
+		return true, nil
+	}
+	if c.cel != nil {
+		ok, err := c.cel.evalBool(vars)
+		if err != nil {
+			return false, fmt.Errorf("%s: %v", c.source, err)
+		}
+		return ok, nil
+	}
+	return c.match(vars), nil
+}
+
+// compileCond compiles a condition for kind.
+func compileCond(kind string, c *Condition, source string) (*cond, error) {
+	if c == nil {
+		return nil, nil
+	}
+	out := &cond{source: source}
+	if c.Expr != "" {
+		if c.Kind != "" {
+			return nil, fmt.Errorf("a condition is either an expression or a %s shorthand, not both", c.Kind)
+		}
+		p, err := compileCEL(kind, c.Expr, boolType)
+		if err != nil {
+			return nil, err
+		}
+		out.cel = p
+		return out, nil
+	}
+	if len(c.Values) == 0 {
+		return nil, fmt.Errorf("%s condition needs at least one value", c.Kind)
+	}
+	switch c.Kind {
+	case "email":
+		globs := make([]string, len(c.Values))
+		for i, g := range c.Values {
+			g = strings.ToLower(g)
+			if strings.Count(g, "@") != 1 {
+				return nil, fmt.Errorf("email pattern %q: want exactly one @, as in *@example.com", g)
+			}
+			if _, err := path.Match(g, ""); err != nil {
+				return nil, fmt.Errorf("email pattern %q: %v", g, err)
+			}
+			globs[i] = g
+		}
+		out.match = func(vars map[string]any) bool {
+			email, ok := emailOf(kind, vars)
+			if !ok {
+				return false
+			}
+			for _, g := range globs {
+				if m, _ := path.Match(g, email); m {
+					return true
+				}
+			}
+			return false
+		}
+	case "domain":
+		doms := make([]string, len(c.Values))
+		for i, d := range c.Values {
+			d = strings.ToLower(d)
+			base := strings.TrimPrefix(d, "*.")
+			if base == "" || strings.ContainsAny(base, "@*/ ") || !strings.Contains(base, ".") {
+				return nil, fmt.Errorf("domain %q: want a domain such as example.com or *.example.com", d)
+			}
+			doms[i] = d
+		}
+		out.match = func(vars map[string]any) bool {
+			email, ok := emailOf(kind, vars)
+			if !ok {
+				return false
+			}
+			dom := email[strings.LastIndexByte(email, '@')+1:]
+			for _, d := range doms {
+				if sub, ok := strings.CutPrefix(d, "*."); ok {
+					if strings.HasSuffix(dom, "."+sub) {
+						return true
+					}
+				} else if dom == d {
+					return true
+				}
+			}
+			return false
+		}
+	case "provider":
+		if kind != KindSignIn && kind != KindJWT {
+			return nil, fmt.Errorf("the provider condition needs `account`, which only sign_in and jwt have")
+		}
+		ids := c.Values
+		out.match = func(vars map[string]any) bool {
+			acc, _ := vars["account"].(map[string]any)
+			p, _ := acc["provider"].(string)
+			for _, id := range ids {
+				if p == id {
+					return true
+				}
+			}
+			return false
+		}
+	case "claim":
+		if c.Path == "" {
+			return nil, fmt.Errorf("claim condition needs a path and at least one value")
+		}
+		keys := strings.Split(c.Path, ".")
+		vals := c.Values
+		out.match = func(vars map[string]any) bool {
+			v, ok := lookup(claimSource(kind, vars), keys)
+			return ok && claimMatches(v, vals)
+		}
+	default:
+		return nil, fmt.Errorf("unknown condition %q: want a `CEL expression`, email, domain, provider or claim", c.Kind)
+	}
+	return out, nil
+}
+
+// emailOf is the address the email and domain shorthands test: the user's at
+// sign-in, the token's afterwards. It must be a plain address with one @.
+func emailOf(kind string, vars map[string]any) (string, bool) {
+	var email string
+	switch kind {
+	case KindSignIn, KindJWT:
+		if u, ok := vars["user"].(map[string]any); ok {
+			email, _ = u["email"].(string)
+		}
+		if email == "" && kind == KindJWT {
+			if t, ok := vars["token"].(map[string]any); ok {
+				email, _ = t["email"].(string)
+			}
+		}
+	default:
+		if t, ok := vars["token"].(map[string]any); ok {
+			email, _ = t["email"].(string)
+		}
+	}
+	email = strings.ToLower(strings.TrimSpace(email))
+	if strings.Count(email, "@") != 1 || strings.HasPrefix(email, "@") || strings.HasSuffix(email, "@") {
+		return "", false
+	}
+	return email, true
+}
+
+// claimSource is what the claim shorthand reads: the provider's profile at sign-in,
+// the token afterwards.
+func claimSource(kind string, vars map[string]any) map[string]any {
+	if kind == KindSignIn || kind == KindJWT {
+		if p, ok := vars["profile"].(map[string]any); ok && len(p) > 0 {
+			return p
+		}
+	}
+	t, _ := vars["token"].(map[string]any)
+	return t
+}
+
+// claimMatches: a scalar claim equals one of vals; a list claim contains one.
+func claimMatches(v any, vals []string) bool {
+	if list, ok := v.([]any); ok {
+		for _, x := range list {
+			if claimMatches(x, vals) {
+				return true
+			}
+		}
+		return false
+	}
+	s := scalarString(v)
+	for _, want := range vals {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+func scalarString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case bool, float64, int64, int, uint64:
+		return fmt.Sprint(v)
+	}
+	return "\x00not a scalar"
+}
+
+// lookup walks keys through nested maps.
+func lookup(m map[string]any, keys []string) (any, bool) {
+	var cur any = m
+	for _, k := range keys {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[k]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}

@@ -1,0 +1,187 @@
+package callbacks
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+)
+
+// The places rules are evaluated in; each has its own variables (DESIGN.md,
+// "CEL variables").
+const (
+	KindSignIn   = "sign_in"
+	KindRedirect = "redirect"
+	KindJWT      = "jwt"
+	KindSession  = "session"
+	KindRoute    = "route"
+)
+
+var (
+	mapType = cel.MapType(cel.StringType, cel.DynType)
+	// varTypes are the variables' types; a name missing here is unknown everywhere.
+	varTypes = map[string]*cel.Type{
+		"user": mapType, "account": mapType, "profile": mapType, "email": mapType,
+		"credentials": mapType, "request": mapType, "token": mapType,
+		"url": cel.StringType, "base_url": cel.StringType, "trigger": cel.StringType,
+		"is_new_user": cel.BoolType,
+	}
+	kindVars = map[string][]string{
+		KindSignIn:   {"user", "account", "profile", "email", "credentials", "request"},
+		KindRedirect: {"url", "base_url", "request"},
+		KindJWT:      {"token", "user", "account", "profile", "is_new_user", "trigger", "session", "request"},
+		KindSession:  {"session", "token", "user", "request"},
+		KindRoute:    {"session", "token", "request"},
+	}
+	envs = map[string]*cel.Env{}
+)
+
+func init() {
+	for kind, vars := range kindVars {
+		opts := make([]cel.EnvOption, 0, len(vars))
+		for _, v := range vars {
+			t := varTypes[v]
+			if v == "session" {
+				// jwt's session is the update data, any JSON; elsewhere the session object.
+				t = mapType
+				if kind == KindJWT {
+					t = cel.DynType
+				}
+			}
+			opts = append(opts, cel.Variable(v, t))
+		}
+		env, err := cel.NewEnv(opts...)
+		if err != nil {
+			panic(fmt.Sprintf("callbacks: CEL environment %s: %v", kind, err))
+		}
+		envs[kind] = env
+	}
+}
+
+// program is a compiled CEL expression.
+type program struct {
+	src string
+	prg cel.Program
+}
+
+// compileCEL compiles src in kind's environment; want, when not nil, is the
+// result type the expression must have (dyn results are checked at run time).
+func compileCEL(kind, src string, want *cel.Type) (*program, error) {
+	env := envs[kind]
+	ast, iss := env.Compile(src)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("`%s`: %v (variables here: %s)", src, iss.Err(), strings.Join(kindVars[kind], ", "))
+	}
+	if want != nil && !ast.OutputType().IsEquivalentType(cel.DynType) && !ast.OutputType().IsEquivalentType(want) {
+		return nil, fmt.Errorf("`%s`: the expression is a %s, want a %s", src, ast.OutputType(), want)
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("`%s`: %v", src, err)
+	}
+	return &program{src: src, prg: prg}, nil
+}
+
+// ErrAbsent reports that an expression read a key that is not there; rules treat
+// it as JavaScript treats undefined — a condition is false, a set does nothing —
+// not as a failure.
+var ErrAbsent = errors.New("absent value")
+
+// eval runs the program. A read of a missing key is ErrAbsent.
+func (p *program) eval(vars map[string]any) (ref.Val, error) {
+	out, _, err := p.prg.Eval(vars)
+	if err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "no such key") || strings.HasPrefix(msg, "no such attribute") {
+			return nil, ErrAbsent
+		}
+		return nil, fmt.Errorf("evaluating `%s`: %v", p.src, err)
+	}
+	return out, nil
+}
+
+func (p *program) evalBool(vars map[string]any) (bool, error) {
+	out, err := p.eval(vars)
+	if err != nil {
+		if err == ErrAbsent {
+			return false, nil
+		}
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("evaluating `%s`: got a %s, want a bool", p.src, out.Type().TypeName())
+	}
+	return bool(b), nil
+}
+
+// evalNative runs the program and converts the result to JSON-like Go values.
+func (p *program) evalNative(vars map[string]any) (any, error) {
+	out, err := p.eval(vars)
+	if err != nil {
+		return nil, err
+	}
+	return native(out)
+}
+
+var anyType = reflect.TypeOf((*any)(nil)).Elem()
+
+// native converts a CEL value into nil, bool, int64, uint64, float64, string,
+// []any or map[string]any, the shapes of decoded JSON.
+func native(v ref.Val) (any, error) {
+	switch v := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Bool:
+		return bool(v), nil
+	case types.Int:
+		return int64(v), nil
+	case types.Uint:
+		return uint64(v), nil
+	case types.Double:
+		return float64(v), nil
+	case types.String:
+		return string(v), nil
+	case types.Timestamp:
+		return v.Time.UTC().Format("2006-01-02T15:04:05.000Z"), nil
+	case types.Duration:
+		return v.Duration.String(), nil
+	case traits.Mapper:
+		out := map[string]any{}
+		for it := v.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			ks, ok := k.(types.String)
+			if !ok {
+				return nil, fmt.Errorf("map key %v is not a string", k)
+			}
+			val, err := native(v.Get(k))
+			if err != nil {
+				return nil, err
+			}
+			out[string(ks)] = val
+		}
+		return out, nil
+	case traits.Lister:
+		var out []any
+		for it := v.Iterator(); it.HasNext() == types.True; {
+			val, err := native(it.Next())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, val)
+		}
+		if out == nil {
+			out = []any{}
+		}
+		return out, nil
+	}
+	if x, err := v.ConvertToNative(anyType); err == nil {
+		return x, nil
+	}
+	return nil, fmt.Errorf("a %s cannot be stored", v.Type().TypeName())
+}
