@@ -5,8 +5,7 @@ package caddyfile
 
 import (
 	"encoding/json"
-	"fmt"
-	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,6 +57,16 @@ import (
 //			session { <rule…> }
 //		}
 //	}
+//
+// A rule is `<action> [<argument>…] [<condition>]`; a condition is a CEL
+// expression in backticks, or `email|domain|provider <value…>`, or
+// `claim <path> <value…>`. A webhook rule may have a block:
+//
+//	webhook <url> {
+//		secret <shared secret>
+//		timeout <duration>
+//		header <name> <value>
+//	}
 func ParseGlobal(d *cf.Dispenser, existing any) (any, error) {
 	app := handlers.App{Realms: map[string]*handlers.Realm{}}
 	if existing != nil {
@@ -98,7 +107,8 @@ func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
 		case "secret":
 			r.Secrets = d.RemainingArgs()
 			if len(r.Secrets) == 0 {
-				return nil, d.ArgErr()
+				// Most often an unset {$VAR}, which the Caddyfile expands to nothing.
+				return nil, d.Errf("secret needs a value, such as {env.AUTHGATE_SECRET} (is a {$VAR} in it unset?)")
 			}
 		case "base_path":
 			if err := oneArg(d, &r.BasePath); err != nil {
@@ -295,11 +305,12 @@ func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
 		default:
 			return nil, d.Errf("unrecognized callback '%s': want sign_in, redirect, jwt or session", d.Val())
 		}
+		callback := d.Val()
 		if d.NextArg() {
 			return nil, d.ArgErr()
 		}
 		for inner := d.Nesting(); d.NextBlock(inner); {
-			r, err := parseRule(d)
+			r, err := parseRule(d, callback)
 			if err != nil {
 				return nil, err
 			}
@@ -309,46 +320,147 @@ func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
 	return c, nil
 }
 
-// parseRule reads one rule line: the action and its arguments, then an optional
-// condition — a quoted CEL expression or a shorthand keyword with its values.
-func parseRule(d *cf.Dispenser) (callbacks.Rule, error) {
+// ruleActions lists each callback's rule actions with how many arguments they take
+// before the condition; -1 takes every argument up to it (allow_origin's globs).
+// Counting matters: in "set email `profile.email`", email is the claim to set,
+// not a shorthand condition, and the backtick expression is an argument.
+var ruleActions = map[string]map[string]int{
+	"sign_in":  {"allow": 0, "deny": 0, "redirect": 1, "webhook": 1, "default": 1},
+	"redirect": {"allow_origin": -1, "allow": 0, "deny": 0, "rewrite": 1, "webhook": 1},
+	"jwt":      {"set": 2, "unset": 1, "refresh_access_token": 0, "webhook": 1},
+	"session":  {"set": 2, "unset": 1, "webhook": 1},
+}
+
+// parseRule reads one rule line of a callback block: the action and its
+// arguments, then an optional condition.
+func parseRule(d *cf.Dispenser, callback string) (callbacks.Rule, error) {
 	r := callbacks.Rule{Action: d.Val(), Source: d.File() + ":" + strconv.Itoa(d.Line())}
-	for d.NextArg() {
-		tok := d.Token()
-		if tok.Quoted() {
-			r.If = &callbacks.Condition{Expr: tok.Text}
-			if d.NextArg() {
-				return r, d.Errf("unexpected %q after the condition", d.Val())
-			}
+	n, ok := ruleActions[callback][r.Action]
+	if !ok {
+		actions := make([]string, 0, len(ruleActions[callback]))
+		for a := range ruleActions[callback] {
+			actions = append(actions, a)
+		}
+		slices.Sort(actions)
+		return r, d.Errf("unrecognized %s rule '%s': want one of %s", callback, r.Action, strings.Join(actions, ", "))
+	}
+	rest := lineTokens(d)
+	for len(rest) > 0 && n != 0 {
+		if n < 0 && isCondition(rest[0]) {
 			break
 		}
-		switch tok.Text {
-		case "email", "domain", "provider", "claim":
-			r.If = &callbacks.Condition{Kind: tok.Text, Values: d.RemainingArgs()}
-			if tok.Text == "claim" {
-				if len(r.If.Values) < 2 {
-					return r, d.Errf("claim condition needs a path and at least one value")
-				}
-				r.If.Path, r.If.Values = r.If.Values[0], r.If.Values[1:]
-			}
-			if len(r.If.Values) == 0 {
-				return r, d.Errf("%s condition needs at least one value", tok.Text)
-			}
-		default:
-			r.Args = append(r.Args, tok.Text)
-			continue
-		}
-		break
+		r.Args = append(r.Args, rest[0].Text)
+		rest, n = rest[1:], n-1
 	}
-	if d.NextBlock(d.Nesting()) {
-		return r, d.Errf("rule blocks are not supported yet")
+	if n > 0 {
+		return r, d.Errf("%s rule '%s' needs %d more argument(s) before its condition", callback, r.Action, n)
+	}
+	if n < 0 && len(r.Args) == 0 {
+		return r, d.Errf("%s rule '%s' needs at least one argument", callback, r.Action)
+	}
+	if len(rest) > 0 {
+		cond, err := parseCondition(d, rest)
+		if err != nil {
+			return r, err
+		}
+		r.If = cond
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if r.Action != "webhook" {
+			return r, d.Errf("only webhook rules take a block")
+		}
+		if r.Webhook == nil {
+			r.Webhook = &callbacks.WebhookConfig{}
+		}
+		if err := parseWebhookOption(d, r.Webhook); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
+}
+
+// parseWebhookOption reads one line of a webhook rule's block.
+func parseWebhookOption(d *cf.Dispenser, w *callbacks.WebhookConfig) error {
+	switch d.Val() {
+	case "secret":
+		return oneArg(d, &w.Secret)
+	case "timeout":
+		var v string
+		if err := oneArg(d, &v); err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return d.Errf("webhook timeout %q: want a positive duration such as 3s", v)
+		}
+		w.Timeout = callbacks.Duration(dur)
+	case "header":
+		var name, value string
+		if !d.Args(&name, &value) || d.NextArg() {
+			return d.Errf("webhook header needs a name and a value")
+		}
+		if w.Headers == nil {
+			w.Headers = map[string]string{}
+		}
+		w.Headers[name] = value
+	default:
+		return d.Errf("unrecognized webhook subdirective '%s'", d.Val())
+	}
+	return nil
+}
+
+// lineTokens returns the remaining tokens of the current line, up to a block.
+func lineTokens(d *cf.Dispenser) []cf.Token {
+	var toks []cf.Token
+	for d.NextArg() {
+		toks = append(toks, d.Token())
+	}
+	return toks
+}
+
+// isCondition reports whether tok starts a condition: a quoted CEL expression or
+// a shorthand keyword.
+func isCondition(tok cf.Token) bool {
+	switch tok.Text {
+	case "email", "domain", "provider", "claim":
+		return !tok.Quoted()
+	}
+	return tok.Quoted()
+}
+
+// parseCondition reads a condition from the rest of a line: a quoted CEL
+// expression, or a shorthand (email, domain, provider, claim) with its values.
+func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, error) {
+	first := toks[0]
+	if !isCondition(first) {
+		return nil, d.Errf("unexpected %q: a condition is a `CEL expression` or email, domain, provider or claim with values", first.Text)
+	}
+	if first.Quoted() {
+		if len(toks) > 1 {
+			return nil, d.Errf("unexpected %q after the condition", toks[1].Text)
+		}
+		return &callbacks.Condition{Expr: first.Text}, nil
+	}
+	c := &callbacks.Condition{Kind: first.Text}
+	for _, t := range toks[1:] {
+		c.Values = append(c.Values, t.Text)
+	}
+	if c.Kind == "claim" {
+		if len(c.Values) < 2 {
+			return nil, d.Errf("claim condition needs a path and at least one value")
+		}
+		c.Path, c.Values = c.Values[0], c.Values[1:]
+	}
+	if len(c.Values) == 0 {
+		return nil, d.Errf("%s condition needs at least one value", c.Kind)
+	}
+	return c, nil
 }
 
 // ParseHandler parses the `authgate` site directive. Syntax:
 //
 //	authgate [<matcher>] [<realm>] {
+//		require <condition>
 //		header <name> <expression>
 //		unauthenticated redirect|status <code>
 //	}
@@ -363,6 +475,16 @@ func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	}
 	for h.NextBlock(0) {
 		switch h.Val() {
+		case "require":
+			toks := lineTokens(h.Dispenser)
+			if len(toks) == 0 {
+				return nil, h.Errf("require needs a condition: require `\"admins\" in token.groups` or a shorthand such as domain example.com")
+			}
+			c, err := parseCondition(h.Dispenser, toks)
+			if err != nil {
+				return nil, err
+			}
+			hd.Require = append(hd.Require, *c)
 		case "header":
 			args := h.RemainingArgs()
 			if len(args) != 2 {
@@ -392,6 +514,3 @@ func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	}
 	return &hd, nil
 }
-
-var _ = http.StatusUnauthorized
-var _ = fmt.Sprint

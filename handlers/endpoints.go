@@ -363,6 +363,13 @@ func (rl *realm) oauthCallback(w http.ResponseWriter, r *http.Request, p provide
 		rl.fail(w, r, errOAuthCallback, errors.New("provider answered with an error: "+truncate(e, 100)), field)
 		return
 	}
+	// RFC 9207: an authorization response naming another issuer is a mix-up attack.
+	if iss := form.Get("iss"); iss != "" {
+		if ip, ok := p.(interface{ Issuer() string }); ok && iss != ip.Issuer() {
+			rl.fail(w, r, errOAuthCallback, errors.New("authorization response from another issuer: "+truncate(iss, 100)), field)
+			return
+		}
+	}
 	want, _ := st["state"].(string)
 	if got := form.Get("state"); want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		rl.fail(w, r, errOAuthCallback, errors.New("state does not match"), field)

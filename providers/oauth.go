@@ -173,6 +173,9 @@ func (p *oidcProvider) config(prov *oidc.Provider, redirectURL string) *oauth2.C
 
 func (p *oidcProvider) UsesNonce() bool { return true }
 
+// Issuer is the issuer URL, which RFC 9207's `iss` callback parameter must equal.
+func (p *oidcProvider) Issuer() string { return p.issuer }
+
 func (p *oidcProvider) AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error) {
 	prov, err := p.discover(ctx, false)
 	if err != nil {
