@@ -93,7 +93,9 @@ type setRule struct {
 // Compile checks and compiles cfg: every expression is parsed and type-checked
 // here, so a mistake fails `caddy validate`, not a request.
 func Compile(cfg Config) (*Callbacks, error) {
-	client := &http.Client{}
+	// A webhook's 3xx is a non-2xx answer like any other, not an address to
+	// send the signed request on to.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	c := &Callbacks{}
 	hasAllow, hasDefault := false, false
 	for _, r := range cfg.SignIn {
@@ -111,7 +113,7 @@ func Compile(cfg Config) (*Callbacks, error) {
 				sr.target = r.Args[0]
 			}
 		case "webhook":
-			sr.hook, err = compileWebhook(r.Webhook, client)
+			sr.hook, err = compileWebhook(r, client)
 		case "default":
 			if len(r.Args) != 1 || (r.Args[0] != "allow" && r.Args[0] != "deny") || r.If != nil {
 				err = errors.New("want `default allow` or `default deny`")
@@ -145,9 +147,9 @@ func Compile(cfg Config) (*Callbacks, error) {
 		case "allow_origin":
 			if len(r.Args) == 0 || r.If != nil {
 				err = errors.New("want `allow_origin <origin…>` with no condition")
-			}
-			origins = append(origins, r.Args...)
-			if err == nil {
+			} else if _, err = CompileOrigins(r.Args); err == nil {
+				// Checked here too, so that an error names this rule's source.
+				origins = append(origins, r.Args...)
 				continue
 			}
 		case "allow", "deny":
@@ -157,7 +159,7 @@ func Compile(cfg Config) (*Callbacks, error) {
 				rr.rewrite, err = compileCEL(KindRedirect, r.Args[0], cel.StringType)
 			}
 		case "webhook":
-			rr.hook, err = compileWebhook(r.Webhook, client)
+			rr.hook, err = compileWebhook(r, client)
 		default:
 			err = fmt.Errorf("unknown action: want allow_origin, allow, deny, rewrite or webhook")
 		}
@@ -202,7 +204,7 @@ func compileSetRules(kind string, rules []Rule, client *http.Client) ([]setRule,
 				sr.path, err = claimPath(r.Args[0])
 			}
 		case "webhook":
-			sr.hook, err = compileWebhook(r.Webhook, client)
+			sr.hook, err = compileWebhook(r, client)
 		case "refresh_access_token":
 			err = errors.New("refresh_access_token is not available yet")
 		default:

@@ -59,13 +59,14 @@ func compileCond(kind string, c *Condition, source string) (*cond, error) {
 			if _, err := path.Match(g, ""); err != nil {
 				return nil, fmt.Errorf("email pattern %q: %v", g, err)
 			}
-			globs[i] = g
+			globs[i] = globSafe(g)
 		}
 		out.match = func(vars map[string]any) bool {
 			email, ok := emailOf(kind, vars)
 			if !ok {
 				return false
 			}
+			email = globSafe(email)
 			for _, g := range globs {
 				if m, _ := path.Match(g, email); m {
 					return true
@@ -128,7 +129,17 @@ func compileCond(kind string, c *Condition, source string) (*cond, error) {
 	default:
 		return nil, fmt.Errorf("unknown condition %q: want a `CEL expression`, email, domain, provider or claim", c.Kind)
 	}
+	if kind == KindRedirect {
+		// Nothing there for email, domain or claim to read: the rule would never match.
+		return nil, fmt.Errorf("the %s condition needs a user or token, which redirect does not have: use a `CEL expression` over %s", c.Kind, strings.Join(kindVars[kind], ", "))
+	}
 	return out, nil
+}
+
+// globSafe hides '/' from path.Match, whose * stops at it: an address may
+// contain one ("a/b@example.com"), and intern*@example.com must match it too.
+func globSafe(s string) string {
+	return strings.ReplaceAll(s, "/", "\x00")
 }
 
 // emailOf is the address the email and domain shorthands test: the user's at

@@ -70,15 +70,22 @@ type program struct {
 }
 
 // compileCEL compiles src in kind's environment; want, when not nil, is the
-// result type the expression must have (dyn results are checked at run time).
+// result type the expression must have. A condition (want bool) must be a bool
+// as written, as in Caddy's expression matcher, so that `user.email` for
+// `user.email == "…"` fails at provision; other results of unknown type, such
+// as a field of a map, are checked at run time.
 func compileCEL(kind, src string, want *cel.Type) (*program, error) {
 	env := envs[kind]
 	ast, iss := env.Compile(src)
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("`%s`: %v (variables here: %s)", src, iss.Err(), strings.Join(kindVars[kind], ", "))
 	}
-	if want != nil && !ast.OutputType().IsEquivalentType(cel.DynType) && !ast.OutputType().IsEquivalentType(want) {
-		return nil, fmt.Errorf("`%s`: the expression is a %s, want a %s", src, ast.OutputType(), want)
+	out := ast.OutputType()
+	if want != nil && !out.IsEquivalentType(want) && (want == boolType || !out.IsEquivalentType(cel.DynType)) {
+		if out.IsEquivalentType(cel.DynType) {
+			return nil, fmt.Errorf("`%s`: the expression's type is only known at run time, want a %s: compare it, as in `… == true`", src, want)
+		}
+		return nil, fmt.Errorf("`%s`: the expression is a %s, want a %s", src, out, want)
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {

@@ -68,8 +68,23 @@ type webhook struct {
 	now     func() time.Time
 }
 
-func compileWebhook(cfg *WebhookConfig, client *http.Client) (*webhook, error) {
-	if cfg == nil || cfg.URL == "" {
+// compileWebhook compiles r's webhook; its URL is r.Webhook.URL or the rule's
+// argument (`webhook <url>`, as the Caddyfile writes it).
+func compileWebhook(r Rule, client *http.Client) (*webhook, error) {
+	var cfg WebhookConfig
+	if r.Webhook != nil {
+		cfg = *r.Webhook
+	}
+	if len(r.Args) > 1 {
+		return nil, wantArgs(r, 1)
+	}
+	if len(r.Args) == 1 {
+		if cfg.URL != "" && cfg.URL != r.Args[0] {
+			return nil, fmt.Errorf("two URLs, %q and %q", r.Args[0], cfg.URL)
+		}
+		cfg.URL = r.Args[0]
+	}
+	if cfg.URL == "" {
 		return nil, fmt.Errorf("webhook needs a URL")
 	}
 	u, err := url.Parse(cfg.URL)
