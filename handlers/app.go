@@ -301,6 +301,21 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	if cfg.Callbacks != nil {
 		cbcfg = *cfg.Callbacks
 	}
+	// Webhook secrets and headers may come from the environment ({env.X}).
+	for _, rules := range [][]callbacks.Rule{cbcfg.SignIn, cbcfg.Redirect, cbcfg.JWT, cbcfg.Session} {
+		for i, r := range rules {
+			if r.Webhook == nil {
+				continue
+			}
+			wh := *r.Webhook
+			wh.Secret = repl.ReplaceAll(wh.Secret, "")
+			wh.Headers = make(map[string]string, len(r.Webhook.Headers))
+			for k, v := range r.Webhook.Headers {
+				wh.Headers[k] = repl.ReplaceAll(v, "")
+			}
+			rules[i].Webhook = &wh
+		}
+	}
 	cb, err := callbacks.Compile(cbcfg)
 	if err != nil {
 		return nil, err

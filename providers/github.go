@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -58,6 +59,20 @@ func newGitHub(cfg Config, client *http.Client) (*plainOAuth, error) {
 			if e.Primary && e.Verified {
 				prof["email"] = e.Email
 			}
+		}
+		if slices.Contains(p.conf.Scopes, "read:org") {
+			// With read:org, rules can test membership: "acme" in profile.orgs.
+			var orgs []struct {
+				Login string `json:"login"`
+			}
+			if err := getJSON(ctx, client, api+"/user/orgs?per_page=100", tok.AccessToken, &orgs); err != nil {
+				return nil, fmt.Errorf("fetching GitHub organizations: %w", err)
+			}
+			logins := make([]any, len(orgs))
+			for i, o := range orgs {
+				logins[i] = o.Login
+			}
+			prof["orgs"] = logins
 		}
 		return prof, nil
 	}
