@@ -169,30 +169,32 @@ func numericTime(v any) time.Time {
 }
 
 // stripAuthCookies removes authgate's own cookies from the request, so the
-// upstream never sees the session token.
+// upstream never sees the session token. It edits the Cookie header's text
+// rather than re-serializing parsed cookies, so that the application's cookies
+// arrive as the browser sent them, even those net/http would unquote or reject.
 func (rl *realm) stripAuthCookies(r *http.Request) {
-	cookies := r.Cookies()
-	kept := cookies[:0]
+	var kept []string
 	removed := false
-	for _, c := range cookies {
-		if rl.isAuthCookie(c.Name) {
-			removed = true
-			continue
+	for _, line := range r.Header.Values("Cookie") {
+		for _, pair := range strings.Split(line, ";") {
+			pair = strings.TrimSpace(pair)
+			if pair == "" {
+				continue
+			}
+			if name, _, _ := strings.Cut(pair, "="); rl.isAuthCookie(strings.TrimSpace(name)) {
+				removed = true
+				continue
+			}
+			kept = append(kept, pair)
 		}
-		kept = append(kept, c)
 	}
 	if !removed {
 		return
 	}
 	r.Header.Del("Cookie")
-	if len(kept) == 0 {
-		return
+	if len(kept) > 0 {
+		r.Header.Set("Cookie", strings.Join(kept, "; "))
 	}
-	parts := make([]string, len(kept))
-	for i, c := range kept {
-		parts[i] = c.Name + "=" + c.Value
-	}
-	r.Header.Set("Cookie", strings.Join(parts, "; "))
 }
 
 func (rl *realm) isAuthCookie(name string) bool {
@@ -363,10 +365,18 @@ func (rl *realm) oauthCallback(w http.ResponseWriter, r *http.Request, p provide
 		rl.fail(w, r, errOAuthCallback, errors.New("provider answered with an error: "+truncate(e, 100)), field)
 		return
 	}
-	// RFC 9207: an authorization response naming another issuer is a mix-up attack.
-	if iss := form.Get("iss"); iss != "" {
-		if ip, ok := p.(interface{ Issuer() string }); ok && iss != ip.Issuer() {
+	// RFC 9207: an authorization response naming another issuer is a mix-up
+	// attack, and so is one without iss from a provider whose metadata promises it.
+	if ip, ok := p.(interface {
+		Issuer() string
+		IssuerRequired() bool
+	}); ok {
+		switch iss := form.Get("iss"); {
+		case iss != "" && iss != ip.Issuer():
 			rl.fail(w, r, errOAuthCallback, errors.New("authorization response from another issuer: "+truncate(iss, 100)), field)
+			return
+		case iss == "" && ip.IssuerRequired():
+			rl.fail(w, r, errOAuthCallback, errors.New("authorization response without iss, which the provider's metadata promises"), field)
 			return
 		}
 	}

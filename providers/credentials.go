@@ -20,16 +20,17 @@ var ErrCredentials = errors.New("invalid username or password")
 type Credentials struct {
 	id, name string
 	users    map[string]localUser
+	// dummyHash is compared against when the username is unknown: the costliest
+	// hash in the file, so that an unknown user takes as long as a wrong password
+	// (a fixed-cost hash would answer faster than `caddy hash-password`'s cost 14
+	// and tell which usernames exist).
+	dummyHash []byte
 }
 
 type localUser struct {
 	hash        []byte
 	name, email string
 }
-
-// dummyHash is compared against when the username is unknown, so that an unknown
-// user costs as much time as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("authgate: no such user"), bcrypt.DefaultCost)
 
 func newCredentials(cfg Config) (*Credentials, error) {
 	if cfg.UsersFile == "" {
@@ -39,7 +40,14 @@ func newCredentials(cfg Config) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider %q: %v", cfg.ID, err)
 	}
-	return &Credentials{id: cfg.ID, name: displayName(cfg, "Credentials"), users: users}, nil
+	c := &Credentials{id: cfg.ID, name: displayName(cfg, "Credentials"), users: users}
+	maxCost := -1
+	for _, u := range users {
+		if cost, _ := bcrypt.Cost(u.hash); cost > maxCost {
+			maxCost, c.dummyHash = cost, u.hash
+		}
+	}
+	return c, nil
 }
 
 func (c *Credentials) ID() string   { return c.id }
@@ -51,7 +59,7 @@ func (c *Credentials) Authorize(username, password string) (map[string]any, erro
 	u, known := c.users[username]
 	hash := u.hash
 	if !known {
-		hash = dummyHash
+		hash = c.dummyHash
 	}
 	// bcrypt compares in constant time; the unknown-user path pays the same cost.
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -45,6 +46,9 @@ func newGitHub(cfg Config, client *http.Client) (*plainOAuth, error) {
 		var prof map[string]any
 		if err := getJSON(ctx, client, api+"/user", tok.AccessToken, &prof); err != nil {
 			return nil, fmt.Errorf("fetching the GitHub user: %w", err)
+		}
+		if prof == nil { // the body was `null`
+			return nil, errors.New("fetching the GitHub user: no user object")
 		}
 		var emails []struct {
 			Email    string `json:"email"`

@@ -86,6 +86,8 @@ type oidcProvider struct {
 	provider *oidc.Provider
 	lastTry  time.Time
 	lastErr  error
+	// issRequired: the metadata has authorization_response_iss_parameter_supported.
+	issRequired bool
 }
 
 const googleIssuer = "https://accounts.google.com"
@@ -156,7 +158,11 @@ func (p *oidcProvider) discover(ctx context.Context, force bool) (*oidc.Provider
 		p.lastErr = fmt.Errorf("discovery: %w", err)
 		return nil, p.lastErr
 	}
-	p.provider, p.lastErr = prov, nil
+	var meta struct {
+		IssParameter bool `json:"authorization_response_iss_parameter_supported"`
+	}
+	_ = prov.Claims(&meta)
+	p.provider, p.lastErr, p.issRequired = prov, nil, meta.IssParameter
 	p.logger.Info("OpenID Connect discovery succeeded")
 	return prov, nil
 }
@@ -175,6 +181,15 @@ func (p *oidcProvider) UsesNonce() bool { return true }
 
 // Issuer is the issuer URL, which RFC 9207's `iss` callback parameter must equal.
 func (p *oidcProvider) Issuer() string { return p.issuer }
+
+// IssuerRequired reports whether the provider's metadata promises the `iss`
+// callback parameter, so that RFC 9207 (section 2.4) requires refusing a
+// response without it.
+func (p *oidcProvider) IssuerRequired() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.issRequired
+}
 
 func (p *oidcProvider) AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error) {
 	prov, err := p.discover(ctx, false)
@@ -322,7 +337,9 @@ func idString(v any) string {
 	case string:
 		return v
 	case float64:
-		if v == float64(int64(v)) {
+		// Past 2^53 neighbouring ids decode to the same float64: refuse them
+		// rather than sign one user in as another.
+		if v == float64(int64(v)) && v > -(1<<53) && v < 1<<53 {
 			return strconv.FormatInt(int64(v), 10)
 		}
 	}

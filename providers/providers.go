@@ -94,6 +94,10 @@ type OAuth interface {
 // New builds the provider cfg describes. ctx bounds background work such as
 // OIDC discovery; client makes every outgoing request.
 func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logger) (Provider, error) {
+	if cfg.Kind == "" {
+		// Before the id, which defaults to the kind and would be reported instead.
+		return nil, errors.New("provider: missing type")
+	}
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kind
 	}
@@ -111,8 +115,6 @@ func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logge
 		return newCredentials(cfg)
 	case "email":
 		return nil, fmt.Errorf("provider %q: the email provider is not available yet", cfg.ID)
-	case "":
-		return nil, errors.New("provider: missing type")
 	default:
 		return nil, fmt.Errorf("provider %q: unknown type %q (want oidc, github, google, oauth2 or credentials)", cfg.ID, cfg.Kind)
 	}
@@ -170,9 +172,12 @@ func getJSON(ctx context.Context, client *http.Client, rawURL, accessToken strin
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
 		return err
+	}
+	if len(body) > maxResponse {
+		return fmt.Errorf("GET %s: response larger than %d bytes", rawURL, maxResponse)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: status %d", rawURL, resp.StatusCode)

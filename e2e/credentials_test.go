@@ -1,0 +1,336 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authgate/caddy-authgate/internal/testcaddy"
+)
+
+var (
+	aliceUser = user{"alice", "alice-password-e2e", "Alice Example", "alice@example.com"}
+	bobUser   = user{"bob", "bob-password-e2e", "Bob Example", "bob@example.com"}
+)
+
+// credentialsSite starts Caddy with a credentials realm (plus realmExtra) in
+// front of a new upstream, with the site directive's block directive.
+func credentialsSite(t *testing.T, directive, realmExtra string, users ...user) (string, *upstream, *testcaddy.Server) {
+	t.Helper()
+	port := testcaddy.FreePort(t)
+	up := newUpstream(t)
+	c := testcaddy.Start(t, globalBlock(credentialsProvider(usersFile(t, users...))+realmExtra)+siteBlock(port, directive, up.URL))
+	return origin(port), up, c
+}
+
+// TestCredentialsSignIn signs in through the credentials form: wrong passwords
+// and unknown users are sent back to the form with CredentialsSignin, the right
+// password signs in and the upstream gets the user's identity.
+func TestCredentialsSignIn(t *testing.T) {
+	port := testcaddy.FreePort(t)
+	base := origin(port)
+	up := newUpstream(t)
+	caddy := testcaddy.Start(t, globalBlock(credentialsProvider(usersFile(t, aliceUser, bobUser)))+
+		fmt.Sprintf(`%s {
+	authgate
+	reverse_proxy %s {
+		header_up X-Placeholder-User {http.auth.user.id}
+		header_up X-Placeholder-Email {http.auth.user.email}
+		header_up X-Placeholder-Name {http.auth.user.name}
+	}
+}
+`, base, up.URL))
+
+	b := newBrowser(t)
+	target := base + "/app?page=2"
+	wantSignInRedirect(t, b.navigate(target), target)
+
+	// The sign-in page has the credentials form.
+	f := b.signInForm(base, target, "/.auth/callback/credentials")
+	for _, k := range []string{"csrfToken", "callbackUrl", "username", "password"} {
+		if _, ok := f.Values[k]; !ok {
+			t.Errorf("credentials form has no %s field: %v", k, f.Values)
+		}
+	}
+
+	failed := "/.auth/signin?error=CredentialsSignin&callbackUrl=" + url.QueryEscape(target)
+	for _, tc := range []struct{ name, username, password string }{
+		{"wrong password", "alice", "wrong-password-e2e"},
+		{"unknown user", "mallory", "mallory-password-e2e"},
+		{"empty password", "alice", ""},
+		{"another user's password", "alice", bobUser.password},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := b.in(t)
+			r := b.signInCredentials(base, target, tc.username, tc.password)
+			wantLocation(t, r, failed)
+			wantNoSetCookie(t, r, sessionCookie)
+			page := b.navigate(base + failed)
+			wantStatus(t, page, http.StatusOK)
+			if text := pageText(t, page.Body); !strings.Contains(text, "Sign in failed. Check the username and password you entered.") {
+				t.Errorf("sign-in page does not say why: %s", text)
+			}
+			if got := formFor(t, page.Body, "/.auth/callback/credentials").Values.Get("callbackUrl"); got != target {
+				t.Errorf("the form lost the callback URL: %q", got)
+			}
+			wantSignInRedirect(t, b.navigate(target), target)
+		})
+	}
+	if up.count() != 0 {
+		t.Fatal("the upstream received a request before sign-in")
+	}
+
+	// The right password.
+	r := b.signInCredentials(base, target, "alice", aliceUser.password)
+	wantLocation(t, r, target)
+	c := setCookie(r, sessionCookie)
+	if c == nil {
+		t.Fatalf("no session cookie: %v", r.Header.Values("Set-Cookie"))
+	}
+	wantCookieAttrs(t, c, sessionMaxAge)
+	r = b.navigate(target)
+	wantStatus(t, r, http.StatusOK)
+	seen := wantUpstream(t, up, "/app?page=2", aliceHeaders)
+	// Caddy placeholders carry the user, for access logs and other handlers.
+	for k, want := range map[string]string{"X-Placeholder-User": "alice", "X-Placeholder-Email": "alice@example.com", "X-Placeholder-Name": "Alice Example"} {
+		if got := seen.Header.Get(k); got != want {
+			t.Errorf("placeholder header %s = %q, want %q", k, got, want)
+		}
+	}
+	wantNoAuthCookies(t, seen, "authgate.")
+
+	// Another user in another browser.
+	b2 := newBrowser(t)
+	wantLocation(t, b2.signInCredentials(base, base+"/", "bob", bobUser.password), base+"/")
+	wantStatus(t, b2.navigate(base+"/b"), http.StatusOK)
+	wantAuthHeaders(t, up.last(t), map[string]string{
+		"x-auth-request-user": "bob", "x-auth-request-email": "bob@example.com", "x-auth-request-name": "Bob Example",
+	})
+
+	// GET on the credentials callback just shows the form.
+	wantLocation(t, b2.navigate(base+"/.auth/callback/credentials"), "/.auth/signin")
+
+	var provs map[string]map[string]string
+	if r := b.api(base + "/.auth/providers"); json.Unmarshal([]byte(r.Body), &provs) != nil || provs["credentials"]["type"] != "credentials" {
+		t.Errorf("/.auth/providers = %s", r.Body)
+	}
+
+	// Passwords never reach the log.
+	logs := caddy.Logs()
+	for _, p := range []string{"wrong-password-e2e", "mallory-password-e2e", aliceUser.password, bobUser.password} {
+		if strings.Contains(logs, p) {
+			t.Errorf("the log contains the password %q", p)
+		}
+	}
+	if !caddy.LogContains("credentials sign-in refused") {
+		t.Error("refused sign-ins are not logged")
+	}
+}
+
+// TestHeaderSpoofing sends identity headers of its own: the upstream sees only
+// authgate's, in any spelling, and a signed-out request never reaches it.
+func TestHeaderSpoofing(t *testing.T) {
+	port, portCustom, portUnderscore := testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t)
+	base, custom, underscore := origin(port), origin(portCustom), origin(portUnderscore)
+	up := newUpstream(t)
+	customHeaders := "authgate {\n" +
+		"\t\theader X-User-Role " + bt + "token.sub" + bt + "\n" +
+		"\t\theader X-Auth-Request-Email " + bt + "token.email" + bt + "\n" +
+		"\t\theader X-User-Picture " + bt + "token.picture" + bt + "\n" +
+		"\t}"
+	// Caddy itself drops request headers with '_' unless a server allows them
+	// (GHSA-f59h-q822-g45g); this server does, so that authgate's own handling
+	// of '_' spellings is what the upstream depends on.
+	allowUnderscores := fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\texpected_underscore_headers x_auth_request_* x_user_role x_user_picture x_trace_id\n\t}\n", portUnderscore)
+	testcaddy.Start(t, globalOptions(allowUnderscores, credentialsProvider(usersFile(t, aliceUser)))+
+		siteBlock(port, "authgate", up.URL)+
+		siteBlock(portCustom, customHeaders, up.URL)+
+		siteBlock(portUnderscore, customHeaders, up.URL))
+
+	spoofed := []string{
+		"X-Auth-Request-User", "mallory",
+		"x-auth-request-email", "mallory@evil.test",
+		"X_Auth_Request_Name", "Mallory",
+		"X-AUTH-REQUEST-GROUPS", "admins",
+		"x_auth_request_access_token", "forged",
+		"X-Auth-Request-Preferred-Username", "root",
+	}
+
+	t.Run("signed out", func(t *testing.T) {
+		b := newBrowser(t)
+		wantSessionRequired(t, b.api(base+"/api", spoofed...), http.StatusUnauthorized)
+		wantSignInRedirect(t, b.navigate(base+"/api", spoofed...), base+"/api")
+		wantSessionRequired(t, b.api(custom+"/api", append(spoofed, "X-User-Role", "admin")...), http.StatusUnauthorized)
+		wantSessionRequired(t, b.api(underscore+"/api", append(spoofed, "x_user_role", "admin")...), http.StatusUnauthorized)
+		if up.count() != 0 {
+			t.Fatal("a signed-out request with identity headers reached the upstream")
+		}
+	})
+
+	b := newBrowser(t)
+	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.password), base+"/")
+
+	t.Run("default headers", func(t *testing.T) {
+		b := b.in(t)
+		wantStatus(t, b.api(base+"/api", spoofed...), http.StatusOK)
+		wantAuthHeaders(t, up.last(t), aliceHeaders)
+	})
+
+	// configured checks a site whose header lines replace the defaults.
+	configured := func(t *testing.T, site string, extra ...string) seenRequest {
+		t.Helper()
+		b := b.in(t)
+		wantStatus(t, b.api(site+"/api", append(append(spoofed,
+			"X-User-Role", "admin",
+			"X-USER-ROLE", "superuser",
+			"x_user_role", "admin",
+			"X_USER_PICTURE", "https://evil.test/p.png",
+			"x-user-picture", "https://evil.test/p.png",
+		), extra...)...), http.StatusOK)
+		seen := up.last(t)
+		wantAuthHeaders(t, seen, map[string]string{"x-auth-request-email": "alice@example.com"})
+		if got := seen.headerValues("X-User-Role"); len(got) != 1 || got[0] != "alice" {
+			t.Errorf("the upstream saw X-User-Role %q, want [alice]", got)
+		}
+		// token.picture is null for this user: no header, and not the client's.
+		if got := seen.headerValues("X-User-Picture"); len(got) != 0 {
+			t.Errorf("the upstream saw X-User-Picture %q, want none", got)
+		}
+		return seen
+	}
+	t.Run("configured headers", func(t *testing.T) {
+		configured(t, custom)
+	})
+	t.Run("configured headers, underscores allowed", func(t *testing.T) {
+		seen := configured(t, underscore, "x_trace_id", "trace-1")
+		// Control: the server does let allowed underscore headers through.
+		if got := seen.headerValues("x_trace_id"); len(got) != 1 || got[0] != "trace-1" {
+			t.Fatalf("the upstream saw x_trace_id %q: the underscore allow-list is not in effect", got)
+		}
+	})
+}
+
+// TestSessionCookieAttacks sends session cookies that are tampered with,
+// truncated, expired, or sealed with the wrong key: each is no session (a
+// redirect for browsers, 401 for scripts, never a 500), and is cleared.
+func TestSessionCookieAttacks(t *testing.T) {
+	base, up, _ := credentialsSite(t, "authgate", "", aliceUser)
+	b := newBrowser(t)
+	r := b.signInCredentials(base, base+"/", "alice", aliceUser.password)
+	wantLocation(t, r, base+"/")
+	token := b.cookie(base, sessionCookie)
+	parts := strings.Split(token, ".")
+	if len(parts) != 5 || parts[1] != "" {
+		t.Fatalf("session cookie %q is not a compact JWE with alg dir", token)
+	}
+	replace := func(i int, part string) string {
+		p := append([]string(nil), parts...)
+		p[i] = part
+		return strings.Join(p, ".")
+	}
+
+	now := time.Now()
+	claims := map[string]any{"sub": "forged-user", "name": "Forged", "email": "forged@example.com"}
+	good := codec(t, testSecret, sessionCookie)
+	forged := func(secret, salt string, maxAge time.Duration, at time.Time) string {
+		return encode(t, codec(t, secret, salt), claims, maxAge, at)
+	}
+
+	// Controls: the real cookie and one made with the realm's secret and cookie
+	// name are sessions, so the cases below fail for the reason they name.
+	for name, tok := range map[string]string{"real": token, "forged with the secret": encode(t, good, claims, time.Hour, now)} {
+		t.Run("control "+name, func(t *testing.T) {
+			b := newBrowser(t)
+			b.setCookie(base, sessionCookie, tok)
+			wantStatus(t, b.navigate(base+"/control"), http.StatusOK)
+		})
+	}
+
+	for _, tc := range []struct{ name, value string }{
+		{"header changed", replace(0, flip(parts[0], 0))},
+		{"encrypted key added", replace(1, "AAAAAAAAAAAAAAAAAAAAAA")},
+		{"iv changed", replace(2, flip(parts[2], 0))},
+		{"ciphertext changed", replace(3, flip(parts[3], len(parts[3])/2))},
+		{"ciphertext start changed", replace(3, flip(parts[3], 0))},
+		{"tag changed", replace(4, flip(parts[4], 0))},
+		{"truncated", token[:len(token)/2]},
+		{"tag removed", strings.Join(parts[:4], ".")},
+		{"ciphertext truncated", replace(3, parts[3][:len(parts[3])-8])},
+		{"garbage", "not-a-session-token"},
+		{"expired", forged(testSecret, sessionCookie, time.Hour, now.Add(-3*time.Hour))},
+		{"issued in the future", forged(testSecret, sessionCookie, time.Hour, now.Add(time.Hour))},
+		{"another secret", forged("another-secret-0123456789-abcdefghijklmnop", sessionCookie, time.Hour, now)},
+		{"another cookie's key", forged(testSecret, "authjs.session-token", time.Hour, now)},
+		{"the state cookie's key", forged(testSecret, stateCookie, time.Hour, now)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := up.count()
+			b := newBrowser(t)
+			b.setCookie(base, sessionCookie, tc.value)
+			r := b.navigate(base + "/app")
+			wantSignInRedirect(t, r, base+"/app")
+			wantCleared(t, r, sessionCookie)
+
+			b.setCookie(base, sessionCookie, tc.value)
+			r = b.api(base + "/app")
+			wantSessionRequired(t, r, http.StatusUnauthorized)
+			wantCleared(t, r, sessionCookie)
+
+			b.setCookie(base, sessionCookie, tc.value)
+			r = b.api(base + "/.auth/session")
+			wantStatus(t, r, http.StatusOK)
+			if strings.TrimSpace(r.Body) != "{}" {
+				t.Errorf("/.auth/session = %s, want {}", r.Body)
+			}
+			wantCleared(t, r, sessionCookie)
+			if up.count() != before {
+				t.Error("the upstream received the request")
+			}
+		})
+	}
+
+	t.Run("tampered chunk", func(t *testing.T) {
+		// The real token split into chunks is a session; with a chunk changed it
+		// is not, and every chunk is cleared.
+		b := newBrowser(t)
+		// Split inside the ciphertext, so that changing the second chunk's first
+		// character changes ciphertext bits.
+		half := len(parts[0]) + len(parts[2]) + 3 + len(parts[3])/2
+		b.setCookie(base, sessionCookie+".0", token[:half])
+		b.setCookie(base, sessionCookie+".1", token[half:])
+		wantStatus(t, b.navigate(base+"/chunks"), http.StatusOK)
+
+		b.setCookie(base, sessionCookie+".1", flip(token[half:], 0))
+		r := b.navigate(base + "/chunks")
+		wantSignInRedirect(t, r, base+"/chunks")
+		wantCleared(t, r, sessionCookie+".0")
+		wantCleared(t, r, sessionCookie+".1")
+	})
+}
+
+// TestUpstreamCookies checks that the application's own cookies reach the
+// upstream exactly as the browser sent them while authgate's are removed.
+func TestUpstreamCookies(t *testing.T) {
+	base, up, _ := credentialsSite(t, "authgate", "", aliceUser)
+	b := newBrowser(t)
+	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.password), base+"/")
+
+	// Cookies as applications write them: plain, quoted, and quoted with
+	// octal escapes (Python's http.cookies, e.g. Django's messages cookie).
+	appCookies := []string{`theme=dark`, `pref="a b"`, `messages="1f2e\054[[\"__json_message\"\0540\05425]]"`, `empty=`}
+	req, err := http.NewRequest(http.MethodGet, base+"/cookies", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", htmlAccept)
+	req.Header.Set("Cookie", strings.Join(appCookies, "; ")) // the jar adds authgate's after these
+	wantStatus(t, b.do(req), http.StatusOK)
+	seen := up.last(t)
+	if got := strings.Join(seen.Header.Values("Cookie"), "; "); got != strings.Join(appCookies, "; ") {
+		t.Errorf("the upstream got Cookie %q\nwant %q", got, strings.Join(appCookies, "; "))
+	}
+}
