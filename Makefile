@@ -21,7 +21,7 @@ check:
 
 test: deps check
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./handlers/ ./internal/...
+	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./internal/... ./e2e/
 
 build:
 	$(GO) build -o caddy ./cmd/caddy

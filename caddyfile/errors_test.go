@@ -666,7 +666,27 @@ func TestValidateErrors(t *testing.T) {
 				set role `+"`"+`"admin"`+"`"+` `+"`"+`trigger + 1`+"`"+`
 			}
 		}`, site),
-			want: []string{"Caddyfile:9", "jwt", "set"},
+			want: []string{"Caddyfile:9", "jwt", "set", "no matching overload"},
+		},
+		{
+			name: "sign_in rule reading an unknown variable",
+			caddyfile: withRealm("secret "+testSecret, credentials+`
+		callbacks {
+			sign_in {
+				allow `+"`"+`usr.email == "a@example.com"`+"`"+`
+			}
+		}`, site),
+			want: []string{"Caddyfile:9", "sign_in", "allow", "undeclared reference to 'usr'"},
+		},
+		{
+			name: "redirect rule reading a variable of another callback",
+			caddyfile: withRealm("secret "+testSecret, credentials+`
+		callbacks {
+			redirect {
+				deny `+"`"+`token.sub == "x"`+"`"+`
+			}
+		}`, site),
+			want: []string{"Caddyfile:9", "redirect", "undeclared reference to 'token'", "url, base_url, request"},
 		},
 		{
 			name: "provider condition where there is no account",
