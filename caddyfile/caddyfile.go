@@ -136,6 +136,12 @@ func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
 				return nil, err
 			}
 			r.Providers = append(r.Providers, p)
+		case "store":
+			st, err := parseStore(d)
+			if err != nil {
+				return nil, err
+			}
+			r.Store = st
 		case "callbacks":
 			c, err := parseCallbacks(d)
 			if err != nil {
@@ -147,6 +153,50 @@ func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
 		}
 	}
 	return r, nil
+}
+
+// parseStore reads `store memory`, `store bolt [<path>]` or
+// `store redis <url> { prefix <prefix> }`.
+func parseStore(d *cf.Dispenser) (*handlers.StoreConfig, error) {
+	st := &handlers.StoreConfig{}
+	if !d.Args(&st.Type) {
+		return nil, d.Errf("store needs a type: memory, bolt [<path>] or redis <url>")
+	}
+	args := d.RemainingArgs()
+	switch st.Type {
+	case "memory":
+		if len(args) != 0 {
+			return nil, d.ArgErr()
+		}
+	case "bolt":
+		if len(args) > 1 {
+			return nil, d.ArgErr()
+		}
+		if len(args) == 1 {
+			st.Path = args[0]
+		}
+	case "redis":
+		if len(args) != 1 {
+			return nil, d.Errf("store redis needs a URL: redis://host:6379/0 or rediss://…")
+		}
+		st.URL = args[0]
+	default:
+		return nil, d.Errf("unknown store %q: want memory, bolt or redis", st.Type)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "prefix":
+			if st.Type != "redis" {
+				return nil, d.Errf("prefix is a redis store option")
+			}
+			if err := oneArg(d, &st.Prefix); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("unrecognized store subdirective '%s'", d.Val())
+		}
+	}
+	return st, nil
 }
 
 func oneArg(d *cf.Dispenser, dst *string) error {
@@ -276,6 +326,37 @@ func parseProvider(d *cf.Dispenser) (providers.Config, error) {
 			err = oneArg(d, &p.APIURL)
 		case "users_file":
 			err = oneArg(d, &p.UsersFile)
+		case "authorize_url":
+			err = oneArg(d, &p.AuthorizeURL)
+		case "allow_email_linking":
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+			p.AllowEmailLinking = true
+		case "mailer":
+			err = oneArg(d, &p.Mailer)
+		case "from":
+			err = oneArg(d, &p.From)
+		case "subject":
+			err = oneArg(d, &p.Subject)
+		case "template":
+			err = oneArg(d, &p.Template)
+		case "timeout", "max_age":
+			sub := d.Val()
+			var v string
+			if err = oneArg(d, &v); err != nil {
+				break
+			}
+			dur, perr := caddy.ParseDuration(v)
+			if perr != nil || dur <= 0 {
+				err = d.Errf("provider %s %q: want a positive duration such as 10m", sub, v)
+				break
+			}
+			if sub == "timeout" {
+				p.Timeout = caddy.Duration(dur)
+			} else {
+				p.MaxAge = caddy.Duration(dur)
+			}
 		default:
 			err = d.Errf("unrecognized provider subdirective '%s'", d.Val())
 		}

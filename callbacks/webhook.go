@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,12 +143,12 @@ func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (m
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("webhook %s: %v", w.url, err)
+		return nil, w.callErr(ctx, "", err)
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxWebhookAnswer+1))
 	if err != nil {
-		return nil, fmt.Errorf("webhook %s: reading the answer: %v", w.url, err)
+		return nil, w.callErr(ctx, "reading the answer: ", err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, fmt.Errorf("webhook %s: status %d", w.url, resp.StatusCode)
@@ -161,4 +162,13 @@ func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (m
 		return nil, fmt.Errorf("webhook %s: the answer is not a JSON object", w.url)
 	}
 	return out, nil
+}
+
+// callErr describes a failed call; a call cut short by the webhook's timeout
+// says so in words, not only as Go's "context deadline exceeded".
+func (w *webhook) callErr(ctx context.Context, doing string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("webhook %s: timed out after %v: %s%v", w.url, w.timeout, doing, err)
+	}
+	return fmt.Errorf("webhook %s: %s%v", w.url, doing, err)
 }

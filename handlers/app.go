@@ -14,6 +14,7 @@ import (
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
 	"github.com/authgate/caddy-authgate/session"
+	"github.com/authgate/caddy-authgate/store"
 )
 
 // DefaultRealm is the name of the realm an unnamed `authgate { … }` global option defines.
@@ -49,11 +50,28 @@ type Realm struct {
 	// Session configures how long sessions last and how they are renewed.
 	Session *SessionConfig `json:"session,omitempty"`
 
+	// Store keeps users, linked accounts and email verification tokens. Default:
+	// a bbolt file in Caddy's data directory.
+	Store *StoreConfig `json:"store,omitempty"`
+
 	// Providers are the sign-in methods offered, in the order the sign-in page lists them.
 	Providers []providers.Config `json:"providers,omitempty"`
 
 	// Callbacks are the sign_in, redirect, jwt and session rules.
 	Callbacks *callbacks.Config `json:"callbacks,omitempty"`
+}
+
+// StoreConfig selects where a realm keeps its records.
+type StoreConfig struct {
+	// Type is bolt (default), memory (lost on restart: for tests) or redis.
+	Type string `json:"type,omitempty"`
+	// Path of the bolt file. Default: authgate/<realm>.db in Caddy's storage
+	// directory (its data directory unless `storage` says otherwise).
+	Path string `json:"path,omitempty"`
+	// URL of the Redis server: redis://[user:pass@]host:port/db or rediss:// for TLS.
+	URL string `json:"url,omitempty"`
+	// Prefix of every Redis key. Default: authgate:<realm>:
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // CookieConfig configures the session cookie.
@@ -154,6 +172,9 @@ type realm struct {
 	cookieName string   // without prefix
 	cookie     session.CookieOptions
 	csrf       *session.CSRF
+	store      store.Store
+	// tokenSecret binds stored email token hashes to the realm's first secret.
+	tokenSecret string
 	// codecs and stateCodecs are indexed by whether the request is secure: the
 	// cookie name, and so the key derivation salt, differs.
 	codecs      [2]*session.Codec
@@ -278,6 +299,7 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		}
 	}
 	rl.csrf = session.NewCSRF(secrets[0])
+	rl.tokenSecret = secrets[0]
 
 	client := &http.Client{Timeout: 20 * time.Second}
 	if len(cfg.Providers) == 0 {

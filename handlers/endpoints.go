@@ -29,6 +29,7 @@ const (
 	errCredentialsSignin = "CredentialsSignin"
 	errSessionRequired   = "SessionRequired"
 	errVerification      = "Verification"
+	errAccountNotLinked  = "OAuthAccountNotLinked"
 )
 
 const (
@@ -76,8 +77,10 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 		rl.providersJSON(w, r)
 	case action == "error" && arg == "" && get:
 		rl.errorPage(w, r, r.URL.Query().Get("error"))
+	case action == "verify-request" && arg == "" && get:
+		rl.verifyRequestPage(w, r)
 	case action == "signin" || action == "callback" || action == "signout" || action == "session" ||
-		action == "csrf" || action == "providers" || action == "error":
+		action == "csrf" || action == "providers" || action == "error" || action == "verify-request":
 		w.Header().Set("Allow", "GET, POST")
 		rl.renderPage(w, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed", Message: "This address does not take that kind of request."})
 	default:
@@ -282,6 +285,10 @@ func (rl *realm) signin(w http.ResponseWriter, r *http.Request, id string) {
 		rl.csrfFailed(w, r)
 		return
 	}
+	if ep, ok := p.(*providers.Email); ok {
+		rl.emailSignin(w, r, ep)
+		return
+	}
 	op, ok := p.(providers.OAuth)
 	if !ok {
 		// Credentials are POSTed to /callback/{id}; a sign-in POST shows the form.
@@ -332,6 +339,8 @@ func (rl *realm) callback(w http.ResponseWriter, r *http.Request, id string) {
 		rl.oauthCallback(w, r, p)
 	case *providers.Credentials:
 		rl.credentialsCallback(w, r, p)
+	case *providers.Email:
+		rl.emailCallback(w, r, p)
 	default:
 		rl.fail(w, r, errConfiguration, errors.New("provider has no callback"), zap.String("provider", id))
 	}
@@ -406,17 +415,26 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 		return
 	}
 	callbackURL := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
-	user, err := p.Authorize(r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if err != nil {
+	fields := make(map[string]string, len(r.PostForm))
+	creds := make(map[string]any, len(r.PostForm))
+	for k, v := range r.PostForm {
+		if k == "csrfToken" || k == "callbackUrl" {
+			continue
+		}
+		fields[k] = strings.Join(v, ",")
+		if k != "password" {
+			creds[k] = fields[k]
+		}
+	}
+	user, err := p.AuthorizeFields(r.Context(), fields)
+	if errors.Is(err, providers.ErrCredentials) {
 		rl.logger.Info("credentials sign-in refused", zap.String("provider", p.ID()), zap.String("path", r.URL.Path))
 		http.Redirect(w, r, rl.basePath+"/signin?error="+errCredentialsSignin+"&callbackUrl="+url.QueryEscape(callbackURL), http.StatusFound)
 		return
 	}
-	creds := map[string]any{}
-	for k, v := range r.PostForm {
-		if k != "password" && k != "csrfToken" {
-			creds[k] = strings.Join(v, ",")
-		}
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, zap.String("provider", p.ID()))
+		return
 	}
 	id := &providers.Identity{
 		User:    user,

@@ -36,6 +36,7 @@ type pageData struct {
 	BasePath    string
 	Error       string
 	OAuth       []providerView
+	Email       []providerView
 	Credentials []providerView
 }
 
@@ -76,9 +77,12 @@ func (rl *realm) signinPage(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, p := range rl.providers {
 		v := providerView{ID: p.ID(), Name: p.Name()}
-		if p.Type() == providers.TypeCredentials {
+		switch p.Type() {
+		case providers.TypeCredentials:
 			d.Credentials = append(d.Credentials, v)
-		} else {
+		case providers.TypeEmail:
+			d.Email = append(d.Email, v)
+		default:
 			d.OAuth = append(d.OAuth, v)
 		}
 	}
@@ -116,6 +120,8 @@ var errorStatus = map[string]int{
 	errOAuthSignin:       http.StatusBadGateway,
 	errOAuthCallback:     http.StatusBadRequest,
 	errCredentialsSignin: http.StatusUnauthorized,
+	errEmailSignin:       http.StatusBadGateway,
+	errAccountNotLinked:  http.StatusConflict,
 	errSessionRequired:   http.StatusUnauthorized,
 }
 
@@ -133,6 +139,10 @@ func errorText(code string) string {
 		return "Signing in with the identity provider could not be completed. Start again from the sign-in page."
 	case errCredentialsSignin:
 		return "Sign in failed. Check the username and password you entered."
+	case errEmailSignin:
+		return "The sign-in email could not be sent. Try again in a moment."
+	case errAccountNotLinked:
+		return "This email address is already used by an account that signed in another way. Sign in the way you did before."
 	case errSessionRequired:
 		return "Please sign in to see this page."
 	}

@@ -2,10 +2,12 @@ package providers
 
 import (
 	"bufio"
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -16,9 +18,12 @@ import (
 // so callers cannot tell which one was wrong.
 var ErrCredentials = errors.New("invalid username or password")
 
-// Credentials signs in users listed in a users file.
+// Credentials signs in users with a username and password: listed in a users
+// file, or checked by an authorize endpoint.
 type Credentials struct {
 	id, name string
+	// endpoint, when set, checks the credentials instead of the users file.
+	endpoint *authorizeEndpoint
 	users    map[string]localUser
 	// dummyHash is compared against when the username is unknown: the costliest
 	// hash in the file, so that an unknown user takes as long as a wrong password
@@ -32,9 +37,19 @@ type localUser struct {
 	name, email string
 }
 
-func newCredentials(cfg Config) (*Credentials, error) {
+func newCredentials(cfg Config, client *http.Client) (*Credentials, error) {
+	if cfg.AuthorizeURL != "" {
+		if cfg.UsersFile != "" {
+			return nil, fmt.Errorf("provider %q: use users_file or authorize_url, not both", cfg.ID)
+		}
+		ep, err := newAuthorizeEndpoint(cfg, client)
+		if err != nil {
+			return nil, err
+		}
+		return &Credentials{id: cfg.ID, name: displayName(cfg, "Credentials"), endpoint: ep}, nil
+	}
 	if cfg.UsersFile == "" {
-		return nil, fmt.Errorf("provider %q: missing users_file", cfg.ID)
+		return nil, fmt.Errorf("provider %q: missing users_file (or authorize_url)", cfg.ID)
 	}
 	users, err := loadUsers(cfg.UsersFile)
 	if err != nil {
@@ -54,8 +69,23 @@ func (c *Credentials) ID() string   { return c.id }
 func (c *Credentials) Name() string { return c.name }
 func (c *Credentials) Type() string { return TypeCredentials }
 
-// Authorize checks username and password and returns the user (id, name, email).
+// AuthorizeFields checks the submitted sign-in fields (username, password and any
+// other field of the form) and returns the user (id, name, email, image).
+// ErrCredentials means the credentials were refused; any other error means they
+// could not be checked.
+func (c *Credentials) AuthorizeFields(ctx context.Context, fields map[string]string) (map[string]any, error) {
+	if c.endpoint != nil {
+		return c.endpoint.authorize(ctx, fields)
+	}
+	return c.Authorize(fields["username"], fields["password"])
+}
+
+// Authorize checks username and password against the users file and returns the
+// user (id, name, email).
 func (c *Credentials) Authorize(username, password string) (map[string]any, error) {
+	if c.users == nil {
+		return nil, ErrCredentials
+	}
 	u, known := c.users[username]
 	hash := u.hash
 	if !known {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
 
@@ -60,6 +61,37 @@ type Config struct {
 	// UsersFile is the credentials provider's users file: one
 	// `username:bcrypt-hash[:name[:email]]` per line, as `caddy hash-password` prints hashes.
 	UsersFile string `json:"users_file,omitempty"`
+
+	// AuthorizeURL is where the credentials provider POSTs the submitted fields as
+	// JSON; a 2xx answer with a user object ({"id", "name", "email", "image"}) signs
+	// the user in, 401 or 403 refuses the credentials.
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+
+	// Timeout bounds a call to AuthorizeURL. Default: 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// AllowEmailLinking lets a sign-in through this provider join an existing user
+	// with the same email address. Off by default: an address is not proof that
+	// the accounts belong to the same person (Auth.js's OAuthAccountNotLinked).
+	AllowEmailLinking bool `json:"allow_email_linking,omitempty"`
+
+	// Mailer sends the email provider's sign-in links: smtp://user:pass@host:port
+	// (STARTTLS when offered), smtps://… (TLS), or `log` (prints the link to the
+	// log: for development only).
+	Mailer string `json:"mailer,omitempty"`
+
+	// From is the sender address of sign-in emails.
+	From string `json:"from,omitempty"`
+
+	// MaxAge is how long an email sign-in link stays valid. Default: 24h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// Subject of sign-in emails. Default: "Sign in to <host>".
+	Subject string `json:"subject,omitempty"`
+
+	// Template is a file holding the HTML body of sign-in emails, a Go html/template
+	// with .URL, .Host and .Email.
+	Template string `json:"template,omitempty"`
 }
 
 // Identity is what a provider knows about a signed-in user, in Auth.js's shapes.
@@ -106,18 +138,26 @@ func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logge
 	}
 	switch cfg.Kind {
 	case "oidc", "google":
-		return newOIDC(ctx, cfg, client, logger)
+		return nilOnError(newOIDC(ctx, cfg, client, logger))
 	case "github":
-		return newGitHub(cfg, client)
+		return nilOnError(newGitHub(cfg, client))
 	case "oauth2":
-		return newOAuth2(cfg, client)
+		return nilOnError(newOAuth2(cfg, client))
 	case "credentials":
-		return newCredentials(cfg)
+		return nilOnError(newCredentials(cfg, client))
 	case "email":
-		return nil, fmt.Errorf("provider %q: the email provider is not available yet", cfg.ID)
+		return nilOnError(newEmail(cfg, logger))
 	default:
-		return nil, fmt.Errorf("provider %q: unknown type %q (want oidc, github, google, oauth2 or credentials)", cfg.ID, cfg.Kind)
+		return nil, fmt.Errorf("provider %q: unknown type %q (want oidc, github, google, oauth2, credentials or email)", cfg.ID, cfg.Kind)
 	}
+}
+
+// nilOnError keeps a typed nil pointer out of the Provider interface.
+func nilOnError[P Provider](p P, err error) (Provider, error) {
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func validID(id string) bool {

@@ -37,9 +37,11 @@ func TestNewKinds(t *testing.T) {
 	}{
 		{"no type", Config{}, []string{"missing type"}},
 		{"no type, with an id", Config{ID: "corp"}, []string{"missing type"}},
-		{"unknown type", Config{Kind: "saml"}, []string{`"saml"`, "unknown type", "oidc, github, google, oauth2 or credentials"}},
+		{"unknown type", Config{Kind: "saml"}, []string{`"saml"`, "unknown type", "oidc, github, google, oauth2, credentials or email"}},
 		{"unknown type, with an id", Config{Kind: "ldap", ID: "corp"}, []string{`"corp"`, `unknown type "ldap"`}},
-		{"email", Config{Kind: "email"}, []string{`"email"`, "not available yet"}},
+		{"email without a mailer", Config{Kind: "email"}, []string{`"email"`, "missing mailer"}},
+		{"email without a sender", Config{Kind: "email", Mailer: "log"}, []string{`"email"`, "missing from"}},
+		{"email with a bad mailer", Config{Kind: "email", Mailer: "ftp://x", From: "a@example.com"}, []string{`"email"`, "smtp://"}},
 		{"invalid id", Config{Kind: "github", ID: "git hub", ClientID: "c", ClientSecret: "s"}, []string{`"git hub"`, "letters, digits"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

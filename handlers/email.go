@@ -1,0 +1,172 @@
+package handlers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/store"
+)
+
+const (
+	errEmailSignin = "EmailSignin"
+	// Sending limits: per address and per client, in an hour from the first send.
+	emailPerAddress = 5
+	emailPerClient  = 20
+	emailWindow     = time.Hour
+)
+
+// emailSignin: POST /signin/{email provider} with `email`. The address is checked,
+// sign_in runs with email.verification_request, and only then is a link sent;
+// the store keeps only a hash of its token.
+func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *providers.Email) {
+	field := zap.String("provider", p.ID())
+	addr, err := providers.NormalizeEmail(r.PostForm.Get("email"))
+	if err != nil {
+		rl.renderPage(w, http.StatusBadRequest, pageData{
+			Title:   "Check your email address",
+			Message: "That does not look like an email address. Go back and enter it again.",
+			Link:    rl.basePath + "/signin?callbackUrl=" + url.QueryEscape(r.PostForm.Get("callbackUrl")), LinkText: "Back to sign in",
+		})
+		return
+	}
+	callbackURL := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
+	ctx := r.Context()
+
+	user := map[string]any{"id": addr, "email": addr}
+	if u, err := rl.store.GetUserByEmail(ctx, addr); err == nil {
+		user = storeUserMap(u)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		rl.fail(w, r, errEmailSignin, err, field)
+		return
+	}
+	account := map[string]any{"provider": p.ID(), "type": providers.TypeEmail, "provider_account_id": addr}
+	dec, err := rl.cb.SignIn(ctx, callbacks.SignInInput{
+		User: user, Account: account, Email: map[string]any{"verification_request": true}, Request: requestVars(r),
+	})
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, field)
+		return
+	}
+	if dec.Redirect != "" {
+		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
+		return
+	}
+	if !dec.Allow {
+		rl.fail(w, r, errAccessDenied, nil, field, zap.String("rule", dec.Source))
+		return
+	}
+
+	if !rl.underLimit(w, r, "email:"+addr, emailPerAddress) || !rl.underLimit(w, r, "email-client:"+clientIP(r), emailPerClient) {
+		return
+	}
+
+	token := randomString()
+	hash := rl.tokenHash(token)
+	expires := rl.now().Add(p.MaxAge())
+	if err := rl.store.CreateVerificationToken(ctx, store.VerificationToken{Identifier: addr, TokenHash: hash, Expires: expires}); err != nil {
+		rl.fail(w, r, errEmailSignin, err, field)
+		return
+	}
+	q := url.Values{"token": {token}, "email": {addr}, "callbackUrl": {callbackURL}}
+	base := rl.base(r)
+	link := base.String() + rl.basePath + "/callback/" + url.PathEscape(p.ID()) + "?" + q.Encode()
+	if err := p.SendLink(ctx, addr, link, base.Host); err != nil {
+		// The link never left: make sure its token cannot be used either.
+		_, _ = rl.store.UseVerificationToken(ctx, addr, hash)
+		rl.fail(w, r, errEmailSignin, err, field)
+		return
+	}
+	rl.logger.Info("email sign-in link sent", field)
+	http.Redirect(w, r, rl.basePath+"/verify-request?provider="+url.QueryEscape(p.ID())+"&type=email", http.StatusFound)
+}
+
+// emailCallback: GET /callback/{email provider}?token&email&callbackUrl — the link.
+// The token is consumed exactly once; then sign_in runs again, without
+// verification_request, and the user is signed in.
+func (rl *realm) emailCallback(w http.ResponseWriter, r *http.Request, p *providers.Email) {
+	field := zap.String("provider", p.ID())
+	q := r.URL.Query()
+	addr, err := providers.NormalizeEmail(q.Get("email"))
+	token := q.Get("token")
+	if err != nil || token == "" {
+		rl.fail(w, r, errVerification, errors.New("link without a valid email or token"), field)
+		return
+	}
+	ctx := r.Context()
+	if _, err := rl.store.UseVerificationToken(ctx, addr, rl.tokenHash(token)); err != nil {
+		rl.fail(w, r, errVerification, err, field)
+		return
+	}
+	id := &providers.Identity{
+		User:    map[string]any{"id": addr, "email": addr},
+		Account: map[string]any{"provider": p.ID(), "type": providers.TypeEmail, "provider_account_id": addr},
+	}
+	if u, err := rl.store.GetUserByEmail(ctx, addr); err == nil {
+		id.User = storeUserMap(u)
+	}
+	rl.finishSignIn(w, r, id, nil, q.Get("callbackUrl"))
+}
+
+// tokenHash is what the store keeps of an email token: bound to the realm's
+// secret, so a copy of the store alone does not yield working links.
+func (rl *realm) tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token + rl.tokenSecret))
+	return hex.EncodeToString(sum[:])
+}
+
+// underLimit counts one send for key and, past limit in the window, answers 429.
+func (rl *realm) underLimit(w http.ResponseWriter, r *http.Request, key string, limit int) bool {
+	n, err := rl.store.Hit(r.Context(), key, emailWindow)
+	if err != nil {
+		rl.fail(w, r, errEmailSignin, err)
+		return false
+	}
+	if n <= limit {
+		return true
+	}
+	rl.logger.Warn("email sign-in rate limit reached", zap.String("key", key))
+	w.Header().Set("Retry-After", "3600")
+	rl.renderPage(w, http.StatusTooManyRequests, pageData{
+		Title:   "Too many sign-in emails",
+		Message: "Too many sign-in links were requested. Check your inbox for one already sent, or try again in an hour.",
+	})
+	return false
+}
+
+// verifyRequestPage: GET /verify-request.
+func (rl *realm) verifyRequestPage(w http.ResponseWriter, r *http.Request) {
+	rl.renderPage(w, http.StatusOK, pageData{
+		Title:   "Check your email",
+		Message: "A sign-in link has been sent to your email address. It can be used once.",
+	})
+}
+
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// storeUserMap is a stored user in Auth.js's user shape.
+func storeUserMap(u store.User) map[string]any {
+	m := map[string]any{"id": u.ID, "name": u.Name, "email": u.Email, "image": u.Image}
+	if !u.EmailVerified.IsZero() {
+		m["email_verified"] = u.EmailVerified.UTC().Format(time.RFC3339)
+	}
+	return m
+}
