@@ -451,6 +451,18 @@ func (c *Callbacks) Session(ctx context.Context, in SessionInput) (map[string]an
 // HasSessionRules reports whether Session does more than the default shape.
 func (c *Callbacks) HasSessionRules() bool { return len(c.session) > 0 }
 
+// SessionDependsOnTokenOnly reports whether Session's result is determined by the
+// token and expiry alone (no webhook, no rule reading `request`), so it
+// may be computed once per token.
+func (c *Callbacks) SessionDependsOnTokenOnly() bool {
+	for _, r := range c.session {
+		if r.hook != nil || r.cond.usesRequest() || (r.expr != nil && r.expr.usesRequest) {
+			return false
+		}
+	}
+	return true
+}
+
 // applySetRules applies set/unset/webhook rules to vars[target], each rule seeing
 // the result of the ones before it.
 func applySetRules(ctx context.Context, kind string, rules []setRule, vars map[string]any, target string) (map[string]any, error) {

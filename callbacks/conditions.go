@@ -14,6 +14,11 @@ type cond struct {
 	match func(vars map[string]any) bool
 }
 
+// usesRequest reports whether the condition reads `request`.
+func (c *cond) usesRequest() bool {
+	return c != nil && c.cel != nil && c.cel.usesRequest
+}
+
 func (c *cond) holds(vars map[string]any) (bool, error) {
 	if c == nil {
 		return true, nil

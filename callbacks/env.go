@@ -67,6 +67,9 @@ func init() {
 type program struct {
 	src string
 	prg cel.Program
+	// usesRequest: the expression reads `request`, so its result can differ
+	// between two requests with the same token.
+	usesRequest bool
 }
 
 // compileCEL compiles src in kind's environment; want, when not nil, is the
@@ -91,7 +94,13 @@ func compileCEL(kind, src string, want *cel.Type) (*program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("`%s`: %v", src, err)
 	}
-	return &program{src: src, prg: prg}, nil
+	p := &program{src: src, prg: prg}
+	for _, ref := range ast.NativeRep().ReferenceMap() {
+		if ref.Name == "request" {
+			p.usesRequest = true
+		}
+	}
+	return p, nil
 }
 
 // ErrAbsent reports that an expression read a key that is not there; rules treat

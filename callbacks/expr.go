@@ -30,6 +30,10 @@ func (e *Expr) String(vars map[string]any) (string, error) {
 	return headerValue(v, e.p.src)
 }
 
+// UsesRequest reports whether the expression reads `request`; if not, its value
+// depends on the session and token only and may be cached with them.
+func (e *Expr) UsesRequest() bool { return e.p.usesRequest }
+
 // HeaderValue renders a JSON-like value as a header value: lists joined with ",".
 func HeaderValue(v any) (string, error) {
 	return headerValue(v, "")
@@ -79,6 +83,9 @@ func CompileCheck(c Condition, source string) (*Check, error) {
 	}
 	return &Check{c: cd}, nil
 }
+
+// UsesRequest reports whether the condition reads `request`.
+func (k *Check) UsesRequest() bool { return k.c.usesRequest() }
 
 // Holds evaluates the condition; a read of a missing key makes it false.
 func (k *Check) Holds(vars map[string]any) (bool, error) {

@@ -172,7 +172,10 @@ type realm struct {
 	cookieName string   // without prefix
 	cookie     session.CookieOptions
 	csrf       *session.CSRF
-	store      store.Store
+	cache      *tokenCache
+	// cookie names by whether the request is secure (with their prefixes)
+	sessionNames, csrfNames, stateNames [2]string
+	store                               store.Store
 	// tokenSecret binds stored email token hashes to the realm's first secret.
 	tokenSecret string
 	// codecs and stateCodecs are indexed by whether the request is secure: the
@@ -299,6 +302,12 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		}
 	}
 	rl.csrf = session.NewCSRF(secrets[0])
+	rl.cache = newTokenCache(defaultTokenCacheSize)
+	for i, secure := range []bool{false, true} {
+		rl.sessionNames[i] = session.SecureName(rl.cookieName, secure)
+		rl.csrfNames[i] = session.HostName(csrfCookieName, secure)
+		rl.stateNames[i] = session.HostName(stateCookieName, secure)
+	}
 	rl.tokenSecret = secrets[0]
 
 	client := &http.Client{Timeout: 20 * time.Second}

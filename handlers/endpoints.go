@@ -129,34 +129,42 @@ func (rl *realm) hostCookieOpts(r *http.Request) session.CookieOptions {
 
 // readSession decodes the session cookie. A missing, tampered, expired or
 // undecodable cookie is no session, and a bad one is cleared. A token older than
-// update_age is renewed, sliding its expiry.
+// update_age is renewed, sliding its expiry. Decoded tokens are cached by their
+// cookie value, so a valid cookie is decrypted once.
 func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionState, bool) {
 	secure := rl.secure(r)
-	name := session.SecureName(rl.cookieName, secure)
+	name := rl.sessionNames[idx(secure)]
 	raw, ok := session.ReadChunked(r, name)
 	if !ok {
 		return nil, false
 	}
 	now := rl.now()
 	codec := rl.codecs[idx(secure)]
-	claims, err := codec.Decode(raw, now)
-	if err != nil {
-		if ce := rl.logger.Check(zap.DebugLevel, "session cookie rejected"); ce != nil {
-			ce.Write(zap.Error(err))
+	e := rl.cache.get(raw, now)
+	if e == nil {
+		claims, err := codec.Decode(raw, now)
+		if err != nil {
+			if ce := rl.logger.Check(zap.DebugLevel, "session cookie rejected"); ce != nil {
+				ce.Write(zap.Error(err))
+			}
+			session.ClearChunked(w, r, name, rl.cookieOpts(r))
+			return nil, false
 		}
-		session.ClearChunked(w, r, name, rl.cookieOpts(r))
-		return nil, false
+		e = newTokenEntry(claims)
+		rl.cache.put(raw, e, now)
 	}
-	st := &sessionState{rl: rl, token: claims, expires: numericTime(claims["exp"])}
-	if iat := numericTime(claims["iat"]); now.Sub(iat) >= rl.updateAge {
-		if tok, err := codec.Encode(claims, rl.maxAge, now); err == nil {
+	if now.Sub(e.iat) >= rl.updateAge {
+		if tok, err := codec.Encode(e.claims, rl.maxAge, now); err == nil {
 			session.SetChunked(w, r, name, tok, rl.maxAge, rl.cookieOpts(r))
-			st.expires = now.Add(rl.maxAge)
+			if claims, err := codec.Decode(tok, now); err == nil {
+				e = newTokenEntry(claims)
+				rl.cache.put(tok, e, now)
+			}
 		} else {
 			rl.logger.Error("renewing the session token", zap.Error(err))
 		}
 	}
-	return st, true
+	return &sessionState{rl: rl, entry: e, token: e.claims, expires: e.expires, raw: raw}, true
 }
 
 func numericTime(v any) time.Time {
@@ -176,36 +184,54 @@ func numericTime(v any) time.Time {
 // rather than re-serializing parsed cookies, so that the application's cookies
 // arrive as the browser sent them, even those net/http would unquote or reject.
 func (rl *realm) stripAuthCookies(r *http.Request) {
-	var kept []string
-	removed := false
-	for _, line := range r.Header.Values("Cookie") {
-		for _, pair := range strings.Split(line, ";") {
-			pair = strings.TrimSpace(pair)
-			if pair == "" {
-				continue
-			}
-			if name, _, _ := strings.Cut(pair, "="); rl.isAuthCookie(strings.TrimSpace(name)) {
-				removed = true
-				continue
-			}
-			kept = append(kept, pair)
+	lines := r.Header["Cookie"]
+	found := false
+	for _, line := range lines {
+		for rest := line; rest != "" && !found; {
+			var pair string
+			pair, rest, _ = strings.Cut(rest, ";")
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			found = rl.isAuthCookie(name)
 		}
 	}
-	if !removed {
+	if !found {
 		return
 	}
-	r.Header.Del("Cookie")
-	if len(kept) > 0 {
-		r.Header.Set("Cookie", strings.Join(kept, "; "))
+	var b strings.Builder
+	for _, line := range lines {
+		for rest := line; rest != ""; {
+			var pair string
+			pair, rest, _ = strings.Cut(rest, ";")
+			pair = strings.TrimSpace(pair)
+			if name, _, _ := strings.Cut(pair, "="); pair == "" || rl.isAuthCookie(name) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(pair)
+		}
 	}
+	if b.Len() == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{b.String()}
 }
 
 func (rl *realm) isAuthCookie(name string) bool {
 	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Secure-"), "__Host-")
-	if name == csrfCookieName || name == stateCookieName || name == rl.cookieName {
+	if name == csrfCookieName || name == stateCookieName {
 		return true
 	}
-	chunk, ok := strings.CutPrefix(name, rl.cookieName+".")
+	chunk, ok := strings.CutPrefix(name, rl.cookieName)
+	if !ok {
+		return false
+	}
+	if chunk == "" {
+		return true
+	}
+	chunk, ok = strings.CutPrefix(chunk, ".")
 	return ok && chunk != "" && strings.Trim(chunk, "0123456789") == ""
 }
 
@@ -418,12 +444,15 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 	fields := make(map[string]string, len(r.PostForm))
 	creds := make(map[string]any, len(r.PostForm))
 	for k, v := range r.PostForm {
-		if k == "csrfToken" || k == "callbackUrl" {
+		if k == "csrfToken" {
 			continue
 		}
-		fields[k] = strings.Join(v, ",")
+		val := strings.Join(v, ",")
+		if k != "callbackUrl" {
+			fields[k] = val
+		}
 		if k != "password" {
-			creds[k] = fields[k]
+			creds[k] = val
 		}
 	}
 	user, err := p.AuthorizeFields(r.Context(), fields)

@@ -40,9 +40,13 @@ type Handler struct {
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
 
 	realm   *realm
-	require []*callbacks.Check
+	// tokenOnly: require and headers read no `request`, so their results are
+	// computed once per token.
+	tokenOnly bool
+	require   []*callbacks.Check
 	headers []header
-	strip   map[string]struct{}
+	// strip lists the configured header names, lowercase with '-' for '_'.
+	strip []string
 	logger  *zap.Logger
 }
 
@@ -75,8 +79,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the authgate app: %v", err)
 	}
-	if h.realm, err = appIface.(*App).realm(h.Realm); err != nil {
+	rl, err := appIface.(*App).realm(h.Realm)
+	if err != nil {
 		return err
+	}
+	return h.compile(rl)
+}
+
+// compile prepares the handler for rl: the require and header programs.
+func (h *Handler) compile(rl *realm) error {
+	h.realm = rl
+	if h.logger == nil {
+		h.logger = rl.logger
 	}
 	for i, c := range h.Require {
 		chk, err := callbacks.CompileCheck(c, fmt.Sprintf("require #%d", i+1))
@@ -85,7 +99,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.require = append(h.require, chk)
 	}
-	h.strip = map[string]struct{}{}
 	for _, hc := range h.Headers {
 		if hc.Name == "" || strings.ContainsAny(hc.Name, " :\t\r\n") {
 			return fmt.Errorf("header %q: invalid header name", hc.Name)
@@ -95,7 +108,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("header %s: %v", hc.Name, err)
 		}
 		h.headers = append(h.headers, header{name: http.CanonicalHeaderKey(hc.Name), expr: e})
-		h.strip[headerKey(hc.Name)] = struct{}{}
+		h.strip = append(h.strip, strings.ReplaceAll(strings.ToLower(hc.Name), "_", "-"))
+	}
+	h.tokenOnly = !rl.cb.HasSessionRules() || rl.cb.SessionDependsOnTokenOnly()
+	for _, c := range h.require {
+		h.tokenOnly = h.tokenOnly && !c.UsesRequest()
+	}
+	for _, hd := range h.headers {
+		h.tokenOnly = h.tokenOnly && !hd.expr.UsesRequest()
 	}
 	return nil
 }
@@ -129,40 +149,75 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.auth.user.name", st.token["name"])
 		repl.Map(st.placeholder(r))
 	}
-	if len(h.headers) == 0 && len(h.require) == 0 {
-		setDefaultHeaders(r.Header, st.token)
-		return next.ServeHTTP(w, r)
+	v := h.view(st, r)
+	if !v.allowed {
+		return h.forbidden(w, r)
+	}
+	for _, hv := range v.headers {
+		r.Header[hv.name] = hv.value
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// view returns what this handler derives from the request's session: whether it
+// may pass and the upstream headers. When that depends on the token only, it is
+// computed once per token and kept with the cached token.
+func (h *Handler) view(st *sessionState, r *http.Request) *view {
+	if !h.tokenOnly || st.entry == nil {
+		return h.computeView(st, r)
+	}
+	if v, ok := st.entry.views.Load(h); ok {
+		return v.(*view)
+	}
+	v := h.computeView(st, r)
+	st.entry.views.Store(h, v)
+	return v
+}
+
+var defaultHeaderNames = [3]string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Name"}
+
+func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
+	v := &view{allowed: true}
+	if len(h.headers) == 0 {
+		for i, name := range defaultHeaderNames {
+			if val := st.entryDefault(i); val != nil {
+				v.headers = append(v.headers, headerValue{name: name, value: val})
+			}
+		}
+		if len(h.require) == 0 {
+			return v
+		}
 	}
 	sess, err := st.session(r)
 	if err != nil {
 		h.logger.Error("session callback failed; refusing the request", zap.Error(err))
-		return h.forbidden(w, r)
+		return &view{}
 	}
-	vars := map[string]any{"session": sess, "token": st.token, "request": requestVars(r)}
+	req := map[string]any{}
+	if !h.tokenOnly {
+		req = requestVars(r)
+	}
+	vars := map[string]any{"session": sess, "token": st.token, "request": req}
 	for _, chk := range h.require {
 		ok, err := chk.Holds(vars)
 		if err != nil {
 			h.logger.Error("require failed; refusing the request", zap.Error(err))
 		}
 		if !ok {
-			return h.forbidden(w, r)
+			return &view{}
 		}
-	}
-	if len(h.headers) == 0 {
-		setDefaultHeaders(r.Header, st.token)
-		return next.ServeHTTP(w, r)
 	}
 	for _, hd := range h.headers {
-		v, err := hd.expr.String(vars)
+		val, err := hd.expr.String(vars)
 		if err != nil && err != callbacks.ErrAbsent {
 			h.logger.Error("header expression failed; refusing the request", zap.String("header", hd.name), zap.Error(err))
-			return h.forbidden(w, r)
+			return &view{}
 		}
-		if v = headerSafe(v); v != "" {
-			r.Header.Set(hd.name, v)
+		if val = headerSafe(val); val != "" {
+			v.headers = append(v.headers, headerValue{name: hd.name, value: []string{val}})
 		}
 	}
-	return next.ServeHTTP(w, r)
+	return v
 }
 
 // forbidden answers a signed-in request this route does not allow: an HTML page
@@ -226,32 +281,40 @@ func isNavigation(r *http.Request) bool {
 // case and with '_' for '-' (some servers map both to the same variable).
 func (h *Handler) stripIdentityHeaders(r *http.Request) {
 	for k := range r.Header {
-		key := headerKey(k)
-		if strings.HasPrefix(key, "x-auth-request-") {
+		if len(k) >= len(identityPrefix) && headerNameEqual(k[:len(identityPrefix)], identityPrefix) {
 			delete(r.Header, k)
 			continue
 		}
-		if _, ok := h.strip[key]; ok {
-			delete(r.Header, k)
+		for _, name := range h.strip {
+			if headerNameEqual(k, name) {
+				delete(r.Header, k)
+				break
+			}
 		}
 	}
 }
 
-func headerKey(k string) string {
-	return strings.ReplaceAll(strings.ToLower(k), "_", "-")
-}
+const identityPrefix = "x-auth-request-"
 
-// setDefaultHeaders sets the identity headers used when no `header` line is configured.
-func setDefaultHeaders(hdr http.Header, token map[string]any) {
-	setIf(hdr, "X-Auth-Request-User", token["sub"])
-	setIf(hdr, "X-Auth-Request-Email", token["email"])
-	setIf(hdr, "X-Auth-Request-Name", token["name"])
-}
-
-func setIf(hdr http.Header, name string, v any) {
-	if s, ok := v.(string); ok && s != "" {
-		hdr.Set(name, headerSafe(s))
+// headerNameEqual reports whether header name k spells want (lowercase, '-'),
+// ignoring case and reading '_' as '-'. It allocates nothing: it runs for every
+// header of every request.
+func headerNameEqual(k, want string) bool {
+	if len(k) != len(want) {
+		return false
 	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // requestVars is the `request` variable of rules.
@@ -282,11 +345,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// sessionState is a decoded session token.
+// sessionState is the session of one request.
 type sessionState struct {
 	rl      *realm
+	entry   *tokenEntry // nil for a token not in the cache
 	token   map[string]any
 	expires time.Time
+	raw     string // the cookie value
 
 	// the session callback's result, computed at most once per request
 	sess     map[string]any
@@ -294,15 +359,38 @@ type sessionState struct {
 	sessDone bool
 }
 
-func (s *sessionState) session(r *http.Request) (map[string]any, error) {
-	if !s.sessDone {
-		in := callbacks.SessionInput{Token: s.token, Expires: s.expires}
-		if s.rl.cb.HasSessionRules() {
-			in.Request = requestVars(r)
-		}
-		s.sess, s.sessErr = s.rl.cb.Session(r.Context(), in)
-		s.sessDone = true
+// entryDefault is the i-th default header value (sub, email, name), or nil.
+func (s *sessionState) entryDefault(i int) []string {
+	if s.entry != nil {
+		return s.entry.defaults[i]
 	}
+	if v, ok := s.token[[3]string{"sub", "email", "name"}[i]].(string); ok && v != "" {
+		return []string{headerSafe(v)}
+	}
+	return nil
+}
+
+func (s *sessionState) session(r *http.Request) (map[string]any, error) {
+	if s.sessDone {
+		return s.sess, s.sessErr
+	}
+	cb := s.rl.cb
+	compute := func(req map[string]any) (map[string]any, error) {
+		return cb.Session(r.Context(), callbacks.SessionInput{Token: s.token, Expires: s.expires, Request: req})
+	}
+	switch {
+	case !cb.HasSessionRules() || cb.SessionDependsOnTokenOnly():
+		if s.entry != nil {
+			e := s.entry
+			e.sessOnce.Do(func() { e.sess, e.sessErr = compute(nil) })
+			s.sess, s.sessErr = e.sess, e.sessErr
+		} else {
+			s.sess, s.sessErr = compute(nil)
+		}
+	default:
+		s.sess, s.sessErr = compute(requestVars(r))
+	}
+	s.sessDone = true
 	return s.sess, s.sessErr
 }
 

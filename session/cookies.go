@@ -77,34 +77,62 @@ func SetChunked(w http.ResponseWriter, r *http.Request, name, value string, maxA
 // numeric order up to the first missing one; ok is false when neither is present. Empty
 // cookies count as absent, as in Auth.js.
 func ReadChunked(r *http.Request, name string) (value string, ok bool) {
-	var chunks map[int]string
-	for _, c := range r.Cookies() {
-		if c.Value == "" {
-			continue
+	// The Cookie header is scanned in place rather than parsed into http.Cookies:
+	// this runs on every guarded request, and an unchunked value is returned
+	// without allocating.
+	var (
+		single    string
+		chunks    [maxChunks]string
+		hasChunks bool
+	)
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var pair string
+			pair, line, _ = strings.Cut(line, ";")
+			n, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if !strings.HasPrefix(n, name) {
+				continue
+			}
+			v = unquote(v)
+			if v == "" {
+				continue
+			}
+			i, ok := chunkIndex(n, name)
+			switch {
+			case !ok:
+			case i < 0:
+				if single == "" {
+					single = v
+				}
+			case i < maxChunks && chunks[i] == "": // of duplicate names, browsers send the most specific first
+				chunks[i] = v
+				hasChunks = true
+			}
 		}
-		i, ok := chunkIndex(c.Name, name)
-		if !ok {
-			continue
-		}
-		if i < 0 {
-			return c.Value, true
-		}
-		if chunks == nil {
-			chunks = make(map[int]string)
-		}
-		if _, dup := chunks[i]; !dup { // of duplicate names, browsers send the most specific first
-			chunks[i] = c.Value
-		}
+	}
+	if single != "" || !hasChunks {
+		return single, single != ""
 	}
 	var b strings.Builder
-	for i := 0; ; i++ {
-		chunk, ok := chunks[i]
-		if !ok {
+	for _, c := range chunks {
+		if c == "" {
 			break
 		}
-		b.WriteString(chunk)
+		b.WriteString(c)
 	}
 	return b.String(), b.Len() > 0
+}
+
+// maxChunks bounds how many chunks are read (64 KB of cookies, beyond what
+// browsers keep for one site).
+const maxChunks = 16
+
+// unquote removes the double quotes a cookie value may be wrapped in.
+func unquote(v string) string {
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		return v[1 : len(v)-1]
+	}
+	return v
 }
 
 // ClearChunked expires name and every name.N present on r.

@@ -1,0 +1,108 @@
+package handlers
+
+import (
+	"sync"
+	"time"
+)
+
+// tokenCache remembers decoded session tokens by their exact cookie value, so the
+// guard decrypts a token once, not on every request. It is bounded, and an entry
+// is never served past the token's expiry.
+type tokenCache struct {
+	mu      sync.RWMutex
+	entries map[string]*tokenEntry
+	max     int
+}
+
+// tokenEntry is a decoded token and what was computed from it. Its maps are shared
+// between requests: nothing may modify them.
+type tokenEntry struct {
+	claims  map[string]any
+	iat     time.Time
+	expires time.Time
+
+	// defaults are the default identity headers' values, ready to assign.
+	defaults [3][]string
+
+	// session is the session callback's result, when it depends on the token only.
+	sessOnce sync.Once
+	sess     map[string]any
+	sessErr  error
+
+	// views holds each handler's require/header results, when they depend on the
+	// token only: *Handler → *view.
+	views sync.Map
+}
+
+// view is what one handler derived from a token: whether it may pass and the
+// headers it sets.
+type view struct {
+	allowed bool
+	headers []headerValue
+}
+
+type headerValue struct {
+	name  string
+	value []string
+}
+
+const defaultTokenCacheSize = 10000
+
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{entries: make(map[string]*tokenEntry), max: max}
+}
+
+// get returns the live entry for the cookie value.
+func (c *tokenCache) get(raw string, now time.Time) *tokenEntry {
+	c.mu.RLock()
+	e := c.entries[raw]
+	c.mu.RUnlock()
+	if e == nil || !now.Before(e.expires) {
+		return nil
+	}
+	return e
+}
+
+// put stores an entry, first evicting expired entries and, if still full, an
+// arbitrary tenth of them (Go's map order is random, so this is random eviction).
+func (c *tokenCache) put(raw string, e *tokenEntry, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k, old := range c.entries {
+			if !now.Before(old.expires) {
+				delete(c.entries, k)
+			}
+		}
+		for k := range c.entries {
+			if len(c.entries) < c.max-c.max/10 {
+				break
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.entries[raw] = e
+}
+
+// remove forgets a cookie value (signed out, revoked).
+func (c *tokenCache) remove(raw string) {
+	c.mu.Lock()
+	delete(c.entries, raw)
+	c.mu.Unlock()
+}
+
+func (c *tokenCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+func newTokenEntry(claims map[string]any) *tokenEntry {
+	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
+	for i, k := range [3]string{"sub", "email", "name"} {
+		if s, ok := claims[k].(string); ok && s != "" {
+			e.defaults[i] = []string{headerSafe(s)}
+		}
+	}
+	return e
+}

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrAccountNotLinked is returned by ResolveUser when the email address
+// belongs to another user and linking by email is off (Auth.js's
+// OAuthAccountNotLinked).
+var ErrAccountNotLinked = errors.New("store: the email address belongs to a user who signed in another way (OAuthAccountNotLinked)")
+
+// SignIn is what a provider established about the person signing in.
+type SignIn struct {
+	Provider          string // the provider's id, e.g. "github"
+	ProviderAccountID string // the person's id at the provider (unused for email)
+	Type              string // "oauth", "oidc", "email" or "credentials"
+	Name, Email       string
+	Image             string
+	// EmailVerified means this sign-in proved the address (the email
+	// provider's link was clicked): the user's EmailVerified becomes now.
+	EmailVerified bool
+	// AllowEmailLinking links an OAuth/OIDC account to the user who has its
+	// email address (Auth.js's allowDangerousEmailAccountLinking).
+	AllowEmailLinking bool
+}
+
+// resolveTries bounds how often ResolveUser starts over after finding
+// another sign-in of the same person half done.
+const resolveTries = 20
+
+// errRaced means another sign-in changed what ResolveUser had read: start over.
+var errRaced = errors.New("a concurrent sign-in changed the user")
+
+// ResolveUser returns the user a sign-in is for, and whether it was created
+// now, as Auth.js's adapter flow does:
+//
+//   - the email provider (Type "email") resolves by address alone: the user
+//     with the (lowercased) address, else a new one; it links no account;
+//   - otherwise an account linked already gives its user, as stored (names
+//     and images are not refreshed);
+//   - else the user with the sign-in's address: ErrAccountNotLinked, unless
+//     in.AllowEmailLinking, which links the account to that user;
+//   - else a new user (with a random id), linked to the account.
+//
+// Concurrent first sign-ins of one person create one user: whoever loses
+// the race to create the user or link the account starts over and finds the
+// winner's, deleting a user it created in vain when the store is a
+// UserDeleter.
+func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, err error) {
+	in.Email = NormalizeEmail(in.Email)
+	if in.Type == "email" && in.Email == "" {
+		return User{}, false, errors.New("store: an email sign-in needs an email address")
+	}
+	if in.Type != "email" && (in.Provider == "" || in.ProviderAccountID == "") {
+		return User{}, false, errors.New("store: a sign-in needs a provider and a provider account id")
+	}
+	wait := time.Millisecond
+	for try := 1; ; try++ {
+		u, isNew, err = resolveOnce(ctx, s, in, try > 1 && try < resolveTries)
+		if !errors.Is(err, errRaced) {
+			return u, isNew, err
+		}
+		if try == resolveTries {
+			return User{}, false, fmt.Errorf("store: resolving the user of %s account %q: gave up after %d tries: %w",
+				in.Provider, in.ProviderAccountID, try, err)
+		}
+		select {
+		case <-ctx.Done():
+			return User{}, false, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// resolveOnce is one attempt of ResolveUser. raced says an earlier attempt
+// ran into a concurrent sign-in, so a user with the address but without the
+// account may be that sign-in's, about to be linked: errRaced rather than
+// ErrAccountNotLinked.
+func resolveOnce(ctx context.Context, s Store, in SignIn, raced bool) (User, bool, error) {
+	if in.Type != "email" {
+		u, err := s.GetUserByAccount(ctx, in.Provider, in.ProviderAccountID)
+		if err == nil {
+			u, err = markVerified(ctx, s, u, in)
+			return u, false, err
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return User{}, false, err
+		}
+	}
+
+	if in.Email != "" {
+		u, err := s.GetUserByEmail(ctx, in.Email)
+		switch {
+		case err == nil && in.Type != "email" && !in.AllowEmailLinking:
+			if raced {
+				return User{}, false, errRaced
+			}
+			return User{}, false, ErrAccountNotLinked
+		case err == nil:
+			if in.Type != "email" {
+				if err := link(ctx, s, u.ID, in); err != nil {
+					return User{}, false, err
+				}
+			}
+			u, err = markVerified(ctx, s, u, in)
+			return u, false, err
+		case !errors.Is(err, ErrNotFound):
+			return User{}, false, err
+		}
+	}
+
+	nu := User{Name: in.Name, Email: in.Email, Image: in.Image}
+	if in.EmailVerified {
+		nu.EmailVerified = time.Now()
+	}
+	u, err := s.CreateUser(ctx, nu)
+	if errors.Is(err, ErrConflict) {
+		return User{}, false, errRaced // a concurrent sign-in created a user with this address
+	}
+	if err != nil || in.Type == "email" {
+		return u, err == nil, err
+	}
+	err = link(ctx, s, u.ID, in)
+	if !errors.Is(err, errRaced) {
+		return u, err == nil, err
+	}
+	winner, err := s.GetUserByAccount(ctx, in.Provider, in.ProviderAccountID)
+	if err == nil && winner.ID == u.ID {
+		return u, true, nil // a concurrent sign-in linked the account to this new user by its address
+	}
+	if d, ok := s.(UserDeleter); ok {
+		// Best effort: if this fails, the user is an orphan nobody can sign in as.
+		_ = d.DeleteUser(ctx, u.ID)
+	}
+	if err != nil {
+		return User{}, false, errRaced
+	}
+	return winner, false, nil
+}
+
+// link links in's account to the user; errRaced when it is linked already.
+func link(ctx context.Context, s Store, userID string, in SignIn) error {
+	err := s.LinkAccount(ctx, Account{UserID: userID, Provider: in.Provider, ProviderAccountID: in.ProviderAccountID, Type: in.Type})
+	if errors.Is(err, ErrConflict) {
+		return errRaced
+	}
+	return err
+}
+
+// markVerified records that in proved u's address.
+func markVerified(ctx context.Context, s Store, u User, in SignIn) (User, error) {
+	if !in.EmailVerified || in.Email == "" || u.Email != in.Email {
+		return u, nil
+	}
+	u.EmailVerified = time.Now().UTC()
+	return u, s.UpdateUser(ctx, u)
+}
