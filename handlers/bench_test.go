@@ -82,9 +82,9 @@ func benchRequest(cookies ...*http.Cookie) *http.Request {
 // discard is a ResponseWriter that keeps nothing, so the benchmark measures the handler.
 type discard struct{ h http.Header }
 
-func (d *discard) Header() http.Header       { return d.h }
+func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discard) WriteHeader(int)           {}
+func (d *discard) WriteHeader(int)             {}
 
 var noop = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 

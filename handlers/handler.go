@@ -39,15 +39,15 @@ type Handler struct {
 	// instead of redirecting browsers to the sign-in page.
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
 
-	realm   *realm
+	realm *realm
 	// tokenOnly: require and headers read no `request`, so their results are
 	// computed once per token.
 	tokenOnly bool
 	require   []*callbacks.Check
-	headers []header
+	headers   []header
 	// strip lists the configured header names, lowercase with '-' for '_'.
-	strip []string
-	logger  *zap.Logger
+	strip  []string
+	logger *zap.Logger
 }
 
 // HeaderConfig is one identity header for the upstream.
