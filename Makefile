@@ -25,3 +25,14 @@ test: deps check
 
 build:
 	$(GO) build -o caddy ./cmd/caddy
+
+# bench is the load benchmark (not part of test): bare reverse_proxy vs authgate vs authgate
+# with rules under wrk, plus session decode per op against NextAuth's and @auth/core's.
+# Installs wrk, Node.js and the Node packages it needs when missing; see bench/run.sh and BENCH.md.
+.PHONY: bench
+bench:
+	@command -v wrk >/dev/null && command -v curl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk curl; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
+	@[ -d bench/node/node_modules/next-auth ] || (cd bench/node && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
+	@[ -d testdata/node/node_modules/@auth/core ] || (cd testdata/node && npm ci --no-audit --no-fund --loglevel=error)
+	GO=$(GO) bash bench/run.sh

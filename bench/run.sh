@@ -241,10 +241,11 @@ go_bench_ns=$("$go" test -run '^$' -bench '^BenchmarkDecode$' -benchtime 1s -cou
 	awk '$1 ~ /^BenchmarkDecode(-[0-9]+)?$/ {for (i = 1; i <= NF; i++) if ($(i + 1) == "ns/op") print $i}' | median)
 [ -n "$go_bench_ns" ] || die "could not read BenchmarkDecode's ns/op"
 log "timing decode: authgate (Go) and NextAuth / @auth/core (Node), same tokens"
-read -r go_authjs_ns _ _ go_authjs_min go_authjs_max < <("$tmp/decodeop" -secret "$secret" -name "$cookie_name" -format authjs -token "$token")
-read -r go_v4_ns _ _ go_v4_min go_v4_max < <("$tmp/decodeop" -secret "$secret" -format next-auth-v4 -token "$v4_token")
-read -r node_v4_ns _ node_v4_min node_v4_max < <(node bench/node/decode.mjs next-auth-v4 "$secret" "$v4_token" "$iterations")
-read -r node_authjs_ns _ node_authjs_min node_authjs_max < <(node bench/node/decode.mjs authjs "$secret" "$cookie_name" "$token" "$iterations")
+# Each prints "<wall ns/op median> <CPU ns/op> <fastest ns/op> <slowest ns/op> <operations>".
+read -r go_authjs_ns go_authjs_cpu go_authjs_min go_authjs_max _ < <("$tmp/decodeop" -secret "$secret" -name "$cookie_name" -format authjs -token "$token")
+read -r go_v4_ns go_v4_cpu go_v4_min go_v4_max _ < <("$tmp/decodeop" -secret "$secret" -format next-auth-v4 -token "$v4_token")
+read -r node_v4_ns node_v4_cpu node_v4_min node_v4_max _ < <(node bench/node/decode.mjs next-auth-v4 "$secret" "$v4_token" "$iterations")
+read -r node_authjs_ns node_authjs_cpu node_authjs_min node_authjs_max _ < <(node bench/node/decode.mjs authjs "$secret" "$cookie_name" "$token" "$iterations")
 next_auth_version=$(node -p 'require("./bench/node/node_modules/next-auth/package.json").version')
 auth_core_version=$(node -p 'require("./testdata/node/node_modules/@auth/core/package.json").version')
 
@@ -297,11 +298,12 @@ fi
 echo
 echo "### Session token decode, per operation (one thread)"
 echo
-echo "| token | authgate \`Codec.Decode\` (Go) | JS library \`decode()\` (Node $(node --version)) | JS / Go |"
-echo "|---|---:|---:|---:|"
-echo "| Auth.js (\`A256CBC-HS512\`, kid) | $(us "$go_authjs_ns") µs ($(us "$go_authjs_min")–$(us "$go_authjs_max")) | @auth/core $auth_core_version: $(us "$node_authjs_ns") µs ($(us "$node_authjs_min")–$(us "$node_authjs_max")) | $(ratio "$node_authjs_ns" "$go_authjs_ns") |"
-echo "| NextAuth v4 (\`A256GCM\`) | $(us "$go_v4_ns") µs ($(us "$go_v4_min")–$(us "$go_v4_max")) | next-auth $next_auth_version: $(us "$node_v4_ns") µs ($(us "$node_v4_min")–$(us "$node_v4_max")) | $(ratio "$node_v4_ns" "$go_v4_ns") |"
+echo "| token | authgate \`Codec.Decode\` (Go): wall | CPU | JS library \`decode()\` (Node $(node --version)): wall | CPU | JS / Go (wall) | JS / Go (CPU) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| Auth.js (\`A256CBC-HS512\`, kid) | $(us "$go_authjs_ns") µs ($(us "$go_authjs_min")–$(us "$go_authjs_max")) | $(us "$go_authjs_cpu") µs | @auth/core $auth_core_version: $(us "$node_authjs_ns") µs ($(us "$node_authjs_min")–$(us "$node_authjs_max")) | $(us "$node_authjs_cpu") µs | $(ratio "$node_authjs_ns" "$go_authjs_ns") | $(ratio "$node_authjs_cpu" "$go_authjs_cpu") |"
+echo "| NextAuth v4 (\`A256GCM\`) | $(us "$go_v4_ns") µs ($(us "$go_v4_min")–$(us "$go_v4_max")) | $(us "$go_v4_cpu") µs | next-auth $next_auth_version: $(us "$node_v4_ns") µs ($(us "$node_v4_min")–$(us "$node_v4_max")) | $(us "$node_v4_cpu") µs | $(ratio "$node_v4_ns" "$go_v4_ns") | $(ratio "$node_v4_cpu" "$go_v4_cpu") |"
 echo
-echo "- Medians (fastest–slowest run in brackets). Go: bench/decodeop, testing.Benchmark 5 × ~1 s over the same token strings as Node. Node: $iterations awaited decode() calls in 5 batches after a warm-up."
-echo "- Both JS libraries derive the key with HKDF on every call (@auth/core also computes the kid thumbprint); authgate derives keys once, at provision."
+echo "- Wall: median of 5 batches (fastest–slowest batch in brackets). CPU: the process's user + system time per operation over the 5 batches (Go: garbage collection included; Node: every thread, WebCrypto runs on libuv's pool)."
+echo "- Go: bench/decodeop over the same token strings as Node 5 batches of ~0.4 s after a warm-up. Node: $iterations awaited decode() calls after a warm-up."
+echo "- Both JS libraries derive the key with HKDF on every call (@auth/core also hashes the key for the kid thumbprint); authgate derives its keys once, at provision."
 echo "- \`go test -bench BenchmarkDecode -count 3 ./session/\` (the test's own claims, Auth.js format): $(us "$go_bench_ns") µs/op (median)."

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/authgate/caddy-authgate/callbacks"
@@ -116,6 +118,10 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision compiles every realm.
 func (a *App) Provision(ctx caddy.Context) error {
 	logger := ctx.Logger()
+	dataDir := caddy.AppDataDir()
+	if fs, ok := ctx.Storage().(*certmagic.FileStorage); ok {
+		dataDir = fs.Path
+	}
 	// Background work (OIDC discovery retries) ends when this config is unloaded.
 	bg, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
@@ -125,6 +131,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("realm %q: empty configuration", name)
 		}
 		rl, err := newRealm(bg, name, cfg, logger.With(zap.String("realm", name)))
+		if err == nil {
+			rl.store, err = openStore(bg, name, cfg.Store, dataDir)
+			if err != nil {
+				err = fmt.Errorf("store: %v", err)
+			}
+		}
 		if err != nil {
 			if name == DefaultRealm {
 				return err
@@ -139,16 +151,52 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Start does nothing: realms serve through site handlers.
 func (a *App) Start() error { return nil }
 
-// Stop ends background work.
-func (a *App) Stop() error {
+// Stop does nothing: Cleanup releases the realms' resources once the config is
+// unloaded (after the next one started, on a reload).
+func (a *App) Stop() error { return nil }
+
+// Cleanup ends background work and closes the stores.
+func (a *App) Cleanup() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
-	return nil
+	var errs []error
+	for name, rl := range a.realms {
+		if rl.store != nil {
+			if err := rl.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("realm %q: closing the store: %v", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Cleanup ends background work of a config that never started.
-func (a *App) Cleanup() error { return a.Stop() }
+// openStore opens the realm's store: by default a bbolt file in Caddy's storage
+// directory, shared with the previous config during a reload.
+func openStore(ctx context.Context, realm string, cfg *StoreConfig, dataDir string) (store.Store, error) {
+	if cfg == nil {
+		cfg = &StoreConfig{}
+	}
+	repl := caddy.NewReplacer()
+	switch cfg.Type {
+	case "", "bolt":
+		path := repl.ReplaceAll(cfg.Path, "")
+		if path == "" {
+			path = store.BoltPath(dataDir, realm)
+		}
+		return store.SharedBolt(path)
+	case "memory":
+		return store.NewMemory(), nil
+	case "redis":
+		prefix := cfg.Prefix
+		if prefix == "" {
+			prefix = "authgate:" + realm + ":"
+		}
+		return store.NewRedis(ctx, repl.ReplaceAll(cfg.URL, ""), store.RedisOptions{Prefix: prefix})
+	default:
+		return nil, fmt.Errorf("unknown store type %q: want bolt, memory or redis", cfg.Type)
+	}
+}
 
 func (a *App) realm(name string) (*realm, error) {
 	if name == "" {

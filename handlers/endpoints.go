@@ -18,6 +18,7 @@ import (
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
 	"github.com/authgate/caddy-authgate/session"
+	"github.com/authgate/caddy-authgate/store"
 )
 
 // Auth.js error codes, shown to users on the error page.
@@ -491,8 +492,21 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 		rl.fail(w, r, errAccessDenied, nil, prov)
 		return
 	}
+	user, isNew, err := rl.resolveUser(r, id)
+	if errors.Is(err, store.ErrAccountNotLinked) {
+		rl.fail(w, r, errAccountNotLinked, err, prov)
+		return
+	}
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	trigger := "sign_in"
+	if isNew {
+		trigger = "sign_up"
+	}
 	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{
-		User: id.User, Account: id.Account, Profile: id.Profile, Trigger: "sign_in", Request: requestVars(r),
+		User: user, Account: id.Account, Profile: id.Profile, IsNewUser: isNew, Trigger: trigger, Request: requestVars(r),
 	})
 	if err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
@@ -507,6 +521,35 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	session.SetChunked(w, r, session.SecureName(rl.cookieName, secure), tok, rl.maxAge, rl.cookieOpts(r))
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
 	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
+}
+
+// resolveUser finds or creates the stored user an OAuth, OIDC or email sign-in
+// belongs to, so the user keeps one id (the token's sub) across sign-ins and
+// providers. Credentials sign-ins are the credentials check's own users, as in
+// Auth.js, and do not touch the store.
+func (rl *realm) resolveUser(r *http.Request, id *providers.Identity) (map[string]any, bool, error) {
+	typ, _ := id.Account["type"].(string)
+	if typ == providers.TypeCredentials {
+		return id.User, false, nil
+	}
+	provider, _ := id.Account["provider"].(string)
+	accountID, _ := id.Account["provider_account_id"].(string)
+	linking := false
+	if p, ok := rl.byID[provider].(providers.OAuth); ok {
+		linking = p.AllowsEmailLinking()
+	}
+	name, _ := id.User["name"].(string)
+	email, _ := id.User["email"].(string)
+	image, _ := id.User["image"].(string)
+	u, isNew, err := store.ResolveUser(r.Context(), rl.store, store.SignIn{
+		Provider: provider, ProviderAccountID: accountID, Type: typ,
+		Name: name, Email: email, Image: image,
+		EmailVerified: typ == providers.TypeEmail, AllowEmailLinking: linking,
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return storeUserMap(u), isNew, nil
 }
 
 func (rl *realm) csrfFailed(w http.ResponseWriter, r *http.Request) {

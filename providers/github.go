@@ -34,7 +34,7 @@ func newGitHub(cfg Config, client *http.Client) (*plainOAuth, error) {
 		}
 	}
 	p := &plainOAuth{
-		oauthBase: oauthBase{id: cfg.ID, name: displayName(cfg, "GitHub"), typ: TypeOAuth, client: client},
+		oauthBase: oauthBase{id: cfg.ID, name: displayName(cfg, "GitHub"), typ: TypeOAuth, client: client, emailLinking: cfg.AllowEmailLinking},
 		conf: oauth2.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,

@@ -18,7 +18,12 @@ import (
 type oauthBase struct {
 	id, name, typ string
 	client        *http.Client
+	emailLinking  bool
 }
+
+// AllowsEmailLinking reports whether a sign-in may join an existing user with
+// the same email address (allow_email_linking).
+func (b *oauthBase) AllowsEmailLinking() bool { return b.emailLinking }
 
 func (b *oauthBase) ID() string   { return b.id }
 func (b *oauthBase) Name() string { return b.name }
@@ -110,7 +115,7 @@ func newOIDC(ctx context.Context, cfg Config, client *http.Client, logger *zap.L
 		return nil, err
 	}
 	p := &oidcProvider{
-		oauthBase:    oauthBase{id: cfg.ID, name: name, typ: TypeOIDC, client: client},
+		oauthBase:    oauthBase{id: cfg.ID, name: name, typ: TypeOIDC, client: client, emailLinking: cfg.AllowEmailLinking},
 		issuer:       cfg.Issuer,
 		clientID:     cfg.ClientID,
 		clientSecret: cfg.ClientSecret,
@@ -305,7 +310,7 @@ func newOAuth2(cfg Config, client *http.Client) (*plainOAuth, error) {
 		}
 	}
 	p := &plainOAuth{
-		oauthBase: oauthBase{id: cfg.ID, name: displayName(cfg, cfg.ID), typ: TypeOAuth, client: client},
+		oauthBase: oauthBase{id: cfg.ID, name: displayName(cfg, cfg.ID), typ: TypeOAuth, client: client, emailLinking: cfg.AllowEmailLinking},
 		conf: oauth2.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,

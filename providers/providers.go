@@ -121,6 +121,9 @@ type OAuth interface {
 	Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*Identity, error)
 	// UsesNonce reports whether the flow carries an OIDC nonce.
 	UsesNonce() bool
+	// AllowsEmailLinking reports whether a sign-in may join an existing user with
+	// the same email address.
+	AllowsEmailLinking() bool
 }
 
 // New builds the provider cfg describes. ctx bounds background work such as

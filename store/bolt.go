@@ -430,8 +430,16 @@ func (b *Bolt) CreateSession(ctx context.Context, s Session) error {
 		return err
 	}
 	return b.update(ctx, func(tx *bbolt.Tx) error {
-		if tx.Bucket(bSessions).Get([]byte(s.ID)) != nil {
+		var old Session
+		err := get(tx, bSessions, s.ID, &old)
+		if err == nil && live(old.Expires, time.Now()) {
 			return ErrConflict
+		}
+		if err == nil {
+			err = deleteSession(tx, old)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
 		}
 		return putSession(tx, s)
 	})
@@ -477,11 +485,15 @@ func (b *Bolt) DeleteSession(ctx context.Context, id string) error {
 		if err := get(tx, bSessions, id, &s); err != nil {
 			return ignoreNotFound(err)
 		}
-		if err := tx.Bucket(bUserSess).Delete(userSessKey(s.UserID, id)); err != nil {
-			return err
-		}
-		return del(tx, bSessions, id)
+		return deleteSession(tx, s)
 	})
+}
+
+func deleteSession(tx *bbolt.Tx, s Session) error {
+	if err := tx.Bucket(bUserSess).Delete(userSessKey(s.UserID, s.ID)); err != nil {
+		return err
+	}
+	return del(tx, bSessions, s.ID)
 }
 
 func (b *Bolt) UserSessions(ctx context.Context, userID string) ([]Session, error) {

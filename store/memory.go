@@ -219,10 +219,12 @@ func (m *Memory) CreateSession(_ context.Context, s Session) error {
 	if err != nil {
 		return err
 	}
-	_, unlock := m.write()
+	now, unlock := m.write()
 	defer unlock()
-	if _, ok := m.sessions[s.ID]; ok {
+	if old, ok := m.sessions[s.ID]; ok && live(old.expires, now) {
 		return ErrConflict
+	} else if ok {
+		m.deleteSession(s.ID, old.userID)
 	}
 	m.putSession(memSession{userID: s.UserID, expires: s.Expires, js: js}, s.ID)
 	return nil

@@ -87,7 +87,7 @@ func TestRedisTTLs(t *testing.T) {
 
 func TestRedisBadURL(t *testing.T) {
 	for _, url := range []string{
-		"redis://ann:s3cret@[::1", // unparsable
+		"redis://ann:s3cret@[::1",                          // unparsable
 		"redis://ann:s3cret@127.0.0.1:1/0?dial_timeout=1s", // refused
 		"http://ann:s3cret@127.0.0.1:6379",
 	} {

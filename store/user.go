@@ -31,6 +31,12 @@ type SignIn struct {
 // another sign-in of the same person half done.
 const resolveTries = 20
 
+// linkGrace is how new a user with the sign-in's address must be for
+// ResolveUser to suspect a concurrent sign-in of this account that created
+// the user and is about to link it: it tries again rather than answer
+// ErrAccountNotLinked at once.
+const linkGrace = 2 * time.Second
+
 // errRaced means another sign-in changed what ResolveUser had read: start over.
 var errRaced = errors.New("a concurrent sign-in changed the user")
 
@@ -59,7 +65,7 @@ func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, e
 	}
 	wait := time.Millisecond
 	for try := 1; ; try++ {
-		u, isNew, err = resolveOnce(ctx, s, in, try > 1 && try < resolveTries)
+		u, isNew, err = resolveOnce(ctx, s, in, try < resolveTries)
 		if !errors.Is(err, errRaced) {
 			return u, isNew, err
 		}
@@ -76,11 +82,10 @@ func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, e
 	}
 }
 
-// resolveOnce is one attempt of ResolveUser. raced says an earlier attempt
-// ran into a concurrent sign-in, so a user with the address but without the
-// account may be that sign-in's, about to be linked: errRaced rather than
-// ErrAccountNotLinked.
-func resolveOnce(ctx context.Context, s Store, in SignIn, raced bool) (User, bool, error) {
+// resolveOnce is one attempt of ResolveUser. mayRetry allows it to answer
+// errRaced rather than ErrAccountNotLinked for a brand-new user with the
+// address but without the account.
+func resolveOnce(ctx context.Context, s Store, in SignIn, mayRetry bool) (User, bool, error) {
 	if in.Type != "email" {
 		u, err := s.GetUserByAccount(ctx, in.Provider, in.ProviderAccountID)
 		if err == nil {
@@ -96,7 +101,7 @@ func resolveOnce(ctx context.Context, s Store, in SignIn, raced bool) (User, boo
 		u, err := s.GetUserByEmail(ctx, in.Email)
 		switch {
 		case err == nil && in.Type != "email" && !in.AllowEmailLinking:
-			if raced {
+			if mayRetry && time.Since(u.Created) < linkGrace {
 				return User{}, false, errRaced
 			}
 			return User{}, false, ErrAccountNotLinked

@@ -1,19 +1,21 @@
-// Command decodeop times authgate's session.Codec.Decode on a given token, one
-// goroutine, with testing.Benchmark, and prints nanoseconds per operation: the Go
-// side of bench/run.sh's comparison with NextAuth's and @auth/core's decode(). It runs
-// the benchmark -runs times (about a second each) and prints the median, which a
-// machine shared with other work disturbs less than a single run.
+// Command decodeop times authgate's session.Codec.Decode on a given token, on one
+// goroutine: the Go side of bench/run.sh's comparison with NextAuth's and @auth/core's
+// decode(). It runs -runs timed batches of about -batch each and prints the median
+// batch's wall time per operation and the process's CPU time per operation (user +
+// system over all batches, garbage collection included), which a machine shared with
+// other work disturbs less than wall time.
 //
 //	go run ./bench/decodeop -secret S -name authgate.session-token -format authjs -token T
+//
+// Output: "<wall ns/op median> <CPU ns/op> <fastest batch ns/op> <slowest batch ns/op> <operations>".
 package main
 
 import (
-	"cmp"
 	"flag"
 	"fmt"
 	"os"
 	"slices"
-	"testing"
+	"syscall"
 	"time"
 
 	"github.com/authgate/caddy-authgate/session"
@@ -24,7 +26,8 @@ func main() {
 	name := flag.String("name", "authgate.session-token", "cookie name (the Auth.js format's salt)")
 	format := flag.String("format", "authjs", "token format: authjs or next-auth-v4")
 	token := flag.String("token", "", "the token to decode (required)")
-	runs := flag.Int("runs", 5, "benchmark runs; the median is printed")
+	runs := flag.Int("runs", 5, "timed batches; the median is printed")
+	batch := flag.Duration("batch", 400*time.Millisecond, "about how long one batch runs")
 	flag.Parse()
 	if *secret == "" || *token == "" || *runs < 1 {
 		fmt.Fprintln(os.Stderr, "decodeop: -secret and -token are required, -runs at least 1")
@@ -47,29 +50,44 @@ func main() {
 		os.Exit(1)
 	}
 	now := time.Now()
-	if _, err := codec.Decode(*token, now); err != nil {
-		fmt.Fprintln(os.Stderr, "decodeop: the token does not decode:", err)
-		os.Exit(1)
+	decode := func(n int) time.Duration {
+		start := time.Now()
+		for range n {
+			if _, err := codec.Decode(*token, now); err != nil {
+				fmt.Fprintln(os.Stderr, "decodeop: the token does not decode:", err)
+				os.Exit(1)
+			}
+		}
+		return time.Since(start)
 	}
 
-	results := make([]testing.BenchmarkResult, *runs)
-	for i := range results {
-		results[i] = testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := codec.Decode(*token, now); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		if results[i].N == 0 {
-			fmt.Fprintln(os.Stderr, "decodeop: the benchmark failed")
-			os.Exit(1)
+	// Warm up, and size a batch to take about -batch.
+	n := 16
+	for {
+		d := decode(n)
+		if d >= *batch/4 {
+			n = max(1, int(float64(n)*float64(*batch)/float64(d)))
+			break
 		}
+		n *= 2
 	}
-	slices.SortFunc(results, func(a, b testing.BenchmarkResult) int { return cmp.Compare(a.NsPerOp(), b.NsPerOp()) })
-	med := results[len(results)/2]
-	// ns/op (median), allocs/op, bytes/op, fastest ns/op, slowest ns/op
-	fmt.Printf("%d %d %d %d %d\n", med.NsPerOp(), med.AllocsPerOp(), med.AllocedBytesPerOp(),
-		results[0].NsPerOp(), results[len(results)-1].NsPerOp())
+
+	cpu0 := cpuTime()
+	perOp := make([]float64, *runs)
+	for i := range perOp {
+		perOp[i] = float64(decode(n).Nanoseconds()) / float64(n)
+	}
+	cpu := float64((cpuTime() - cpu0).Nanoseconds()) / float64(n**runs)
+	slices.Sort(perOp)
+	fmt.Printf("%.0f %.0f %.0f %.0f %d\n", perOp[len(perOp)/2], cpu, perOp[0], perOp[len(perOp)-1], n**runs)
+}
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		fmt.Fprintln(os.Stderr, "decodeop: getrusage:", err)
+		os.Exit(1)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -549,7 +549,9 @@ var resolveTests = map[string]func(*testing.T, store.Store){
 			t.Fatalf("second email sign-in: %+v (new %v)", u2, isNew)
 		}
 		// A later OAuth sign-in with the address is not linked silently.
-		_, _, err := store.ResolveUser(ctx, s, github)
+		bobGitHub := github
+		bobGitHub.Email = "bob@example.com"
+		_, _, err := store.ResolveUser(ctx, s, bobGitHub)
 		wantErr(t, "github sign-in", err, store.ErrAccountNotLinked)
 	},
 	"BadInput": func(t *testing.T, s store.Store) {
