@@ -9,11 +9,13 @@ demo:
 	$(GO) run ./cmd/caddy run --config examples/demo/Caddyfile
 
 # deps installs what the tests need when it is missing: Node.js and npm (for the test
-# OpenID Provider and Auth.js's codec), the Node packages, and Debian's Chromium.
+# OpenID Provider and Auth.js's codec), the Node packages, Debian's Chromium and
+# redis-server. mailpit (the SMTP server of the email tests) is a Go tool in go.mod.
 deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
-	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@[ -x /usr/bin/chromium ] && command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium redis-server; }
 	@[ -d testdata/node/node_modules/oidc-provider ] && [ -d testdata/node/node_modules/@auth/core ] || (cd testdata/node && npm ci --no-audit --no-fund --loglevel=error)
+	@$(GO) build -o /dev/null github.com/axllent/mailpit   # warms the build cache for `go tool mailpit`
 
 check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

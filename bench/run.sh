@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh — authgate's load benchmark (`make bench`). Not part of `make test`.
 #
-# Builds cmd/caddy into a temporary folder and starts three Caddy processes on
+# Builds cmd/caddy (from the working tree, or from the commit BENCH_REF names) into a
+# temporary folder and starts three Caddy processes on
 # loopback, each a front site and a `respond "ok" 200` upstream site
 # (bench/caddyfiles/):
 #   (a) bare      reverse_proxy only
@@ -15,6 +16,7 @@
 #
 # Prints a Markdown report on stdout (progress goes to stderr):
 #   bash bench/run.sh > report.md
+#   BENCH_REF=a0d841e bash bench/run.sh    # Caddy built from that commit (git archive)
 #
 # Knobs (environment):
 #   BENCH_DURATION=5s  BENCH_CONNECTIONS=64  BENCH_THREADS=2  BENCH_ROUNDS=5
@@ -23,7 +25,11 @@
 #   BENCH_PIN=1                     1: Caddy on CPU 1 (GOMAXPROCS=1), wrk on CPU 0; 0: no pinning
 #   BENCH_PORT_BASE=18400           (a) uses +0/+1, (b) +10/+11, (c) +20/+21
 #   BENCH_DECODE_ITERATIONS=2000    Node decode() iterations (after a warm-up)
-#   BENCH_LABEL="before optimisation"  a label printed in the report's title
+#   BENCH_REF=<commit>              build cmd/caddy (and run BenchmarkDecode) from this commit
+#                                   instead of the working tree; bench/ itself always runs
+#                                   from the working tree
+#   BENCH_COOKIES=1                 >1: that many users' cookies, sent in turn (bench/cookies.lua)
+#   BENCH_LABEL=…                   the report's title (default: what Caddy was built from)
 #
 # Needs: go, wrk, curl, taskset (for BENCH_PIN=1), node with bench/node/node_modules
 # (next-auth) and testdata/node/node_modules (@auth/core); `make bench` installs them.
@@ -41,7 +47,8 @@ single=${BENCH_SINGLE:-3s}
 pin=${BENCH_PIN:-1}
 port_base=${BENCH_PORT_BASE:-18400}
 iterations=${BENCH_DECODE_ITERATIONS:-2000}
-label=${BENCH_LABEL:-before optimisation}
+ref=${BENCH_REF:-}
+ncookies=${BENCH_COOKIES:-1}
 go=${GO:-go}
 
 configs=(bare authgate rules)
@@ -92,8 +99,23 @@ cleanup() {
 trap cleanup EXIT
 
 # --- build -------------------------------------------------------------------------
-log "building cmd/caddy and the bench tools into $tmp"
-"$go" build -o "$tmp/caddy" ./cmd/caddy
+if [ -n "$ref" ]; then
+	rev=$(git rev-parse --verify --short "$ref^{commit}") || die "BENCH_REF=$ref is not a commit"
+	mkdir "$tmp/src"
+	git archive "$rev" | tar -x -C "$tmp/src"
+	src=$tmp/src
+	built_from="commit $rev ($(git log -1 --format='%cd, %s' --date=format:'%Y-%m-%d %H:%M' "$rev" | cut -c1-90))"
+else
+	src=$root
+	built_from="the working tree"
+	if git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+		built_from+=" at $(git rev-parse --short HEAD)"
+		git diff --quiet HEAD -- . ':!bench' ':!BENCH.md' 2>/dev/null || built_from+=" with uncommitted changes"
+	fi
+fi
+label=${BENCH_LABEL:-$built_from}
+log "building cmd/caddy from $built_from, and the bench tools, into $tmp"
+(cd "$src" && "$go" build -o "$tmp/caddy" ./cmd/caddy)
 "$go" build -o "$tmp/mkcookie" ./bench/mkcookie
 "$go" build -o "$tmp/decodeop" ./bench/decodeop
 caddy_version=$("$tmp/caddy" version | awk '{print $1}')
@@ -101,7 +123,8 @@ caddy_version=$("$tmp/caddy" version | awk '{print $1}')
 # --- tokens ------------------------------------------------------------------------
 cookie_name=authgate.session-token # no __Secure- prefix on http
 secret=$(head -c 33 /dev/urandom | base64 | tr '+/' '-_')
-token=$("$tmp/mkcookie" -secret "$secret" -name "$cookie_name")
+"$tmp/mkcookie" -secret "$secret" -name "$cookie_name" -n "$ncookies" | sed "s/^/$cookie_name=/" >"$tmp/cookies.txt"
+token=$(head -1 "$tmp/cookies.txt" | cut -d= -f2-)
 refused_token=$("$tmp/mkcookie" -secret "$secret" -name "$cookie_name" -email mallory@example.org)
 v4_token=$("$tmp/mkcookie" -secret "$secret" -format next-auth-v4)
 # One character of the ciphertext changed (not the last character of a part, whose low
@@ -178,9 +201,10 @@ now_s() { date +%s.%N; }
 wrk_run() {
 	local c0 w0 m0 t0 c1 w1 m1 t1
 	c0=$(proc_cpu "${pid[$1]}") w0=$(children_cpu) m0=$(machine_cpu) t0=$(now_s)
-	"${on_client[@]}" wrk -t"$threads" -c"$2" -d"$3" --timeout 5s --latency \
-		-H 'Accept: application/json' -H "Cookie: $cookie_name=$token" \
-		"http://127.0.0.1:${port[$1]}/" >"$4"
+	local how=(-H "Cookie: $cookie_name=$token")
+	[ "$ncookies" = 1 ] || how=(-s bench/cookies.lua)
+	BENCH_COOKIE_FILE=$tmp/cookies.txt "${on_client[@]}" wrk -t"$threads" -c"$2" -d"$3" --timeout 5s --latency \
+		-H 'Accept: application/json' "${how[@]}" "http://127.0.0.1:${port[$1]}/" >"$4"
 	c1=$(proc_cpu "${pid[$1]}") w1=$(children_cpu) m1=$(machine_cpu) t1=$(now_s)
 	if grep -q 'Non-2xx' "$4"; then
 		cat "$4" >&2
@@ -237,7 +261,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- decode per operation ------------------------------------------------------------
 log "timing decode: go test -bench BenchmarkDecode ./session/"
-go_bench_ns=$("$go" test -run '^$' -bench '^BenchmarkDecode$' -benchtime 1s -count 3 ./session/ |
+go_bench_ns=$(cd "$src" && "$go" test -run '^$' -bench '^BenchmarkDecode$' -benchtime 1s -count 3 ./session/ |
 	awk '$1 ~ /^BenchmarkDecode(-[0-9]+)?$/ {for (i = 1; i <= NF; i++) if ($(i + 1) == "ns/op") print $i}' | median)
 [ -n "$go_bench_ns" ] || die "could not read BenchmarkDecode's ns/op"
 log "timing decode: authgate (Go) and NextAuth / @auth/core (Node), same tokens"
@@ -261,8 +285,10 @@ bare_cpu=$(median <<<"${cpu_list[bare]}")
 
 echo "## authgate load benchmark — $label"
 echo
+echo "- Caddy built from $built_from."
+echo
 echo "- $(date -u '+%Y-%m-%d %H:%M UTC'); $ncpu × $cpu_model ($ncpu CPUs); $("$go" version | awk '{print $3}'); Caddy $caddy_version; $(wrk --version 2>&1 | awk 'NR == 1 {print $1, $2}'); Node $(node --version)."
-echo "- \`wrk -t$threads -c$conns -d$duration --latency\`, keep-alive, loopback, the same request (Accept: application/json, the session cookie) for the three; $rounds rounds alternating a, b, c after a $warmup warm-up each; $pinning."
+echo "- \`wrk -t$threads -c$conns -d$duration --latency\`, keep-alive, loopback, the same requests for the three (Accept: application/json and $([ "$ncookies" = 1 ] && echo "one user's session cookie" || echo "$ncookies users' session cookies in turn, bench/cookies.lua")); $rounds rounds alternating a, b, c after a $warmup warm-up each; $pinning."
 echo "- Load average (1, 5, 15 min) before the rounds: $load_before; after: $load_after."
 echo
 echo "| configuration | req/s (median) | req/s vs (a) | p50 | p99 | Caddy CPU µs/request | CPU vs (a) |"

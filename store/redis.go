@@ -205,18 +205,18 @@ func (r *Redis) UpdateUser(ctx context.Context, u User) error {
 		if err := getJSON(ctx, tx, uk, &stored); err != nil {
 			return err
 		}
-		u := updatedUser(u, stored)
-		js, err := json.Marshal(u)
+		nu := updatedUser(u, stored)
+		js, err := json.Marshal(nu)
 		if err != nil {
 			return err
 		}
-		moved := u.Email != stored.Email
-		if moved && u.Email != "" {
-			owner, err := tx.Get(ctx, r.emailKey(u.Email)).Result()
+		moved := nu.Email != stored.Email
+		if moved && nu.Email != "" {
+			owner, err := tx.Get(ctx, r.emailKey(nu.Email)).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return err
 			}
-			if err == nil && owner != u.ID {
+			if err == nil && owner != nu.ID {
 				return ErrConflict
 			}
 		}
@@ -225,8 +225,8 @@ func (r *Redis) UpdateUser(ctx context.Context, u User) error {
 			if moved && stored.Email != "" {
 				p.Del(ctx, r.emailKey(stored.Email))
 			}
-			if moved && u.Email != "" {
-				p.Set(ctx, r.emailKey(u.Email), u.ID, 0)
+			if moved && nu.Email != "" {
+				p.Set(ctx, r.emailKey(nu.Email), nu.ID, 0)
 			}
 			return nil
 		})

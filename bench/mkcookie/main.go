@@ -2,13 +2,18 @@
 // benchmark (bench/run.sh): the claims a credentials sign-in would write, encoded
 // with the session package for the realm's secret and cookie name.
 //
-//	go run ./bench/mkcookie -secret S [-name authgate.session-token] [-format authjs|next-auth-v4] [-email alice@example.com]
+//	go run ./bench/mkcookie -secret S [-name authgate.session-token] [-format authjs|next-auth-v4] [-email alice@example.com] [-n 1]
+//
+// With -n, it prints n tokens, one a line, for n users (alice, user2, user3, …; the
+// email keeps -email's domain), so a load test can stand for many sessions.
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/authgate/caddy-authgate/session"
@@ -20,9 +25,10 @@ func main() {
 	format := flag.String("format", "authjs", "token format: authjs (Auth.js v5) or next-auth-v4")
 	email := flag.String("email", "alice@example.com", "the user's email claim")
 	maxAge := flag.Duration("max-age", 30*24*time.Hour, "token lifetime")
+	n := flag.Int("n", 1, "how many tokens (distinct users) to print")
 	flag.Parse()
-	if *secret == "" {
-		fmt.Fprintln(os.Stderr, "mkcookie: -secret is required")
+	if *secret == "" || *n < 1 {
+		fmt.Fprintln(os.Stderr, "mkcookie: -secret is required, -n at least 1")
 		os.Exit(2)
 	}
 
@@ -36,18 +42,32 @@ func main() {
 		fmt.Fprintln(os.Stderr, "mkcookie:", err)
 		os.Exit(1)
 	}
-	// iat = now, so the guard does not renew the token (update_age) on every request.
-	token, err := codec.Encode(map[string]any{
-		"sub":     "alice",
-		"name":    "Alice Example",
-		"email":   *email,
-		"picture": nil,
-	}, *maxAge, time.Now())
-	if err != nil {
+	_, domain, _ := strings.Cut(*email, "@")
+	out := bufio.NewWriter(os.Stdout)
+	now := time.Now()
+	for i := range *n {
+		sub, name, mail := "alice", "Alice Example", *email
+		if i > 0 {
+			sub = fmt.Sprintf("user%d", i+1)
+			name, mail = fmt.Sprintf("User %d", i+1), sub+"@"+domain
+		}
+		// iat = now, so the guard does not renew the token (update_age) on every request.
+		token, err := codec.Encode(map[string]any{
+			"sub":     sub,
+			"name":    name,
+			"email":   mail,
+			"picture": nil,
+		}, *maxAge, now)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mkcookie:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(out, token)
+	}
+	if err := out.Flush(); err != nil {
 		fmt.Fprintln(os.Stderr, "mkcookie:", err)
 		os.Exit(1)
 	}
-	fmt.Println(token)
 }
 
 func parseFormat(s string) (session.Format, error) {
