@@ -23,7 +23,7 @@ check:
 
 test: deps check
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./internal/... ./e2e/
+	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./store/... ./internal/... ./e2e/
 
 build:
 	$(GO) build -o caddy ./cmd/caddy

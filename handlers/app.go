@@ -27,8 +27,10 @@ type App struct {
 	// Realms by name. The unnamed realm of the Caddyfile is "default".
 	Realms map[string]*Realm `json:"realms,omitempty"`
 
-	realms map[string]*realm
-	cancel context.CancelFunc
+	realms  map[string]*realm
+	ctx     context.Context
+	cancel  context.CancelFunc
+	dataDir string
 }
 
 // Realm holds the secrets, providers, session settings and callbacks that one or
@@ -124,7 +126,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	// Background work (OIDC discovery retries) ends when this config is unloaded.
 	bg, cancel := context.WithCancel(ctx)
-	a.cancel = cancel
+	a.ctx, a.cancel, a.dataDir = bg, cancel, dataDir
 	a.realms = make(map[string]*realm, len(a.Realms))
 	for name, cfg := range a.Realms {
 		if cfg == nil {
@@ -132,10 +134,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		rl, err := newRealm(bg, name, cfg, logger.With(zap.String("realm", name)))
 		if err == nil {
-			rl.store, err = openStore(bg, name, cfg.Store, dataDir)
-			if err != nil {
-				err = fmt.Errorf("store: %v", err)
-			}
+			err = checkStore(cfg.Store)
 		}
 		if err != nil {
 			if name == DefaultRealm {
@@ -148,8 +147,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start does nothing: realms serve through site handlers.
-func (a *App) Start() error { return nil }
+// Start opens the realms' stores. It is not done at provision, so that
+// `caddy validate` does not wait on the bolt file a running Caddy holds; on a
+// reload the new config shares the open file with the old one.
+func (a *App) Start() error {
+	for name, rl := range a.realms {
+		st, err := openStore(a.ctx, name, a.Realms[name].Store, a.dataDir)
+		if err != nil {
+			return fmt.Errorf("realm %q: store: %v", name, err)
+		}
+		rl.store = st
+	}
+	return nil
+}
 
 // Stop does nothing: Cleanup releases the realms' resources once the config is
 // unloaded (after the next one started, on a reload).
@@ -169,6 +179,24 @@ func (a *App) Cleanup() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkStore checks a store configuration without opening it.
+func checkStore(cfg *StoreConfig) error {
+	if cfg == nil {
+		return nil
+	}
+	switch cfg.Type {
+	case "", "bolt", "memory":
+		return nil
+	case "redis":
+		u, err := url.Parse(caddy.NewReplacer().ReplaceAll(cfg.URL, ""))
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			return fmt.Errorf("store redis: want a URL such as redis://host:port/db, rediss://… or unix://…")
+		}
+		return nil
+	}
+	return fmt.Errorf("store: unknown type %q: want bolt, memory or redis", cfg.Type)
 }
 
 // openStore opens the realm's store: by default a bbolt file in Caddy's storage

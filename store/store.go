@@ -54,13 +54,18 @@ type Session struct {
 // concurrent use; a record past its expiry is never returned, and expired
 // records are eventually deleted (nothing grows without bound).
 type Store interface {
-	// CreateUser stores u, assigning a new random ID when u.ID is empty.
-	// ErrConflict when a user with that ID exists.
+	// CreateUser stores u, assigning a new random ID when u.ID is empty, the
+	// current time when u.Created is zero, and lowercasing u.Email; it returns
+	// what it stored. ErrConflict when a user with that ID, or another user
+	// with that email address, exists (addresses are unique, as in Auth.js's
+	// schemas).
 	CreateUser(ctx context.Context, u User) (User, error)
 	GetUser(ctx context.Context, id string) (User, error)
 	// GetUserByEmail finds a user by (lowercase) email.
 	GetUserByEmail(ctx context.Context, email string) (User, error)
-	// UpdateUser replaces the stored user with the same ID. ErrNotFound if none.
+	// UpdateUser replaces the stored user with the same ID, keeping its
+	// Created. ErrNotFound if none; ErrConflict when another user has the
+	// new email address.
 	UpdateUser(ctx context.Context, u User) error
 
 	// LinkAccount stores a. ErrConflict when the provider account is linked already.
@@ -78,19 +83,22 @@ type Store interface {
 	// CreateSession stores s until s.Expires. ErrConflict when the ID exists.
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)
-	// UpdateSession replaces a session's expiry and data. ErrNotFound if none.
+	// UpdateSession replaces a session's expiry and data (s.UserID is
+	// ignored); an expiry in the past ends the session. ErrNotFound if none.
 	UpdateSession(ctx context.Context, s Session) error
+	// DeleteSession ends a session; ending a missing one is not an error.
 	DeleteSession(ctx context.Context, id string) error
 	// UserSessions lists a user's live sessions.
 	UserSessions(ctx context.Context, userID string) ([]Session, error)
 
-	// Revoke records that the token with this jti is revoked until it expires.
+	// Revoke records that the token with this jti is revoked until it expires
+	// (nothing is recorded when until has passed).
 	Revoke(ctx context.Context, jti string, until time.Time) error
 	// IsRevoked reports whether jti was revoked (and has not expired since).
 	IsRevoked(ctx context.Context, jti string) (bool, error)
 
 	// Hit counts one event for key in a fixed window starting at the first hit,
-	// and returns the count so far in the window.
+	// and returns the count so far in the window (window must be positive).
 	Hit(ctx context.Context, key string, window time.Duration) (int, error)
 
 	// Close releases the store's resources.

@@ -54,7 +54,9 @@ var errRaced = errors.New("a concurrent sign-in changed the user")
 // Concurrent first sign-ins of one person create one user: whoever loses
 // the race to create the user or link the account starts over and finds the
 // winner's, deleting a user it created in vain when the store is a
-// UserDeleter.
+// UserDeleter. Because a user the winner created but has not linked yet
+// looks like another person's, a user with the address created in the last
+// two seconds gets ErrAccountNotLinked only after up to ~0.7s of retries.
 func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, err error) {
 	in.Email = NormalizeEmail(in.Email)
 	if in.Type == "email" && in.Email == "" {

@@ -25,7 +25,9 @@ var mu sync.Mutex
 
 // Server is a running Caddy.
 type Server struct {
-	logFile string
+	logFile  string
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -97,8 +99,7 @@ func Start(t testing.TB, caddyfile string) *Server {
 		t.Fatalf("starting Caddy: %v", err)
 	}
 	t.Cleanup(func() {
-		defer mu.Unlock()
-		if err := caddy.Stop(); err != nil {
+		if err := s.Stop(); err != nil {
 			t.Errorf("stopping Caddy: %v", err)
 		}
 		if t.Failed() {
@@ -106,6 +107,18 @@ func Start(t testing.TB, caddyfile string) *Server {
 		}
 	})
 	return s
+}
+
+// Stop stops Caddy before the test ends, so that the test can start another
+// one (a restart: Start again, with the same Caddyfile). Stopping unloads the
+// config, which closes the realms' stores. It is idempotent; Start also calls
+// it with t.Cleanup.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		defer mu.Unlock()
+		s.stopErr = caddy.Stop()
+	})
+	return s.stopErr
 }
 
 // Logs returns what Caddy logged so far.
