@@ -157,6 +157,9 @@ func (a *App) Start() error {
 			return fmt.Errorf("realm %q: store: %v", name, err)
 		}
 		rl.store = st
+		if err := rl.startRevocations(a.ctx); err != nil {
+			return fmt.Errorf("realm %q: loading revocations: %v", name, err)
+		}
 	}
 	return nil
 }
@@ -249,6 +252,9 @@ type realm struct {
 	cookie     session.CookieOptions
 	csrf       *session.CSRF
 	cache      *tokenCache
+	revoked    *revocations
+	// database: sessions live in the store, the cookie holds their id.
+	database bool
 	// cookie names by whether the request is secure (with their prefixes)
 	sessionNames, csrfNames, stateNames [2]string
 	store                               store.Store
@@ -350,7 +356,7 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		switch s.Strategy {
 		case "", "jwt":
 		case "database":
-			return nil, fmt.Errorf("session strategy database is not available yet; use jwt")
+			rl.database = true
 		default:
 			return nil, fmt.Errorf("session strategy %q: want jwt or database", s.Strategy)
 		}
@@ -379,6 +385,7 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	}
 	rl.csrf = session.NewCSRF(secrets[0])
 	rl.cache = newTokenCache(defaultTokenCacheSize)
+	rl.revoked = newRevocations()
 	for i, secure := range []bool{false, true} {
 		rl.sessionNames[i] = session.SecureName(rl.cookieName, secure)
 		rl.csrfNames[i] = session.HostName(csrfCookieName, secure)

@@ -18,8 +18,17 @@ type tokenCache struct {
 // between requests: nothing may modify them.
 type tokenEntry struct {
 	claims  map[string]any
+	jti     string
 	iat     time.Time
 	expires time.Time
+	// cacheUntil, when set, ends the entry's life in the cache before expires
+	// (database sessions are read again now and then).
+	cacheUntil time.Time
+
+	// database sessions: the stored session's user and data
+	userID string
+	data   map[string]any
+	user   map[string]any
 
 	// defaults are the default identity headers' values, ready to assign.
 	defaults [3][]string
@@ -57,7 +66,7 @@ func (c *tokenCache) get(raw string, now time.Time) *tokenEntry {
 	c.mu.RLock()
 	e := c.entries[raw]
 	c.mu.RUnlock()
-	if e == nil || !now.Before(e.expires) {
+	if e == nil || !now.Before(e.expires) || (!e.cacheUntil.IsZero() && !now.Before(e.cacheUntil)) {
 		return nil
 	}
 	return e
@@ -91,6 +100,13 @@ func (c *tokenCache) remove(raw string) {
 	c.mu.Unlock()
 }
 
+// clear forgets everything.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.mu.Unlock()
+}
+
 func (c *tokenCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -99,6 +115,7 @@ func (c *tokenCache) len() int {
 
 func newTokenEntry(claims map[string]any) *tokenEntry {
 	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
+	e.jti, _ = claims["jti"].(string)
 	for i, k := range [3]string{"sub", "email", "name"} {
 		if s, ok := claims[k].(string); ok && s != "" {
 			e.defaults[i] = []string{headerSafe(s)}

@@ -3,7 +3,10 @@ package handlers
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -128,16 +131,20 @@ func (rl *realm) hostCookieOpts(r *http.Request) session.CookieOptions {
 	return session.CookieOptions{Path: "/", SameSite: http.SameSiteLaxMode, Secure: rl.secure(r)}
 }
 
-// readSession decodes the session cookie. A missing, tampered, expired or
-// undecodable cookie is no session, and a bad one is cleared. A token older than
-// update_age is renewed, sliding its expiry. Decoded tokens are cached by their
-// cookie value, so a valid cookie is decrypted once.
-func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionState, bool) {
+// readSession finds the request's session. A missing, tampered, expired, revoked
+// or unknown cookie is no session (nil, nil), and a bad one is cleared; an error
+// means the store could not be asked (database sessions). A session older than
+// update_age is renewed, sliding its expiry. Sessions are cached in process, so a
+// valid jwt cookie is decrypted once and a database session read once in a while.
+func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionState, error) {
 	secure := rl.secure(r)
 	name := rl.sessionNames[idx(secure)]
 	raw, ok := session.ReadChunked(r, name)
 	if !ok {
-		return nil, false
+		return nil, nil
+	}
+	if rl.database {
+		return rl.readDatabaseSession(w, r, raw)
 	}
 	now := rl.now()
 	codec := rl.codecs[idx(secure)]
@@ -149,23 +156,142 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 				ce.Write(zap.Error(err))
 			}
 			session.ClearChunked(w, r, name, rl.cookieOpts(r))
-			return nil, false
+			return nil, nil
 		}
 		e = newTokenEntry(claims)
 		rl.cache.put(raw, e, now)
 	}
+	if rl.revoked.has(e.jti, now) {
+		session.ClearChunked(w, r, name, rl.cookieOpts(r))
+		return nil, nil
+	}
+	key := raw
 	if now.Sub(e.iat) >= rl.updateAge {
-		if tok, err := codec.Encode(e.claims, rl.maxAge, now); err == nil {
+		if tok, ne, err := rl.issueToken(e.claims, secure, now); err == nil {
 			session.SetChunked(w, r, name, tok, rl.maxAge, rl.cookieOpts(r))
-			if claims, err := codec.Decode(tok, now); err == nil {
-				e = newTokenEntry(claims)
-				rl.cache.put(tok, e, now)
-			}
+			e, key = ne, tok
 		} else {
 			rl.logger.Error("renewing the session token", zap.Error(err))
 		}
 	}
-	return &sessionState{rl: rl, entry: e, token: e.claims, expires: e.expires, raw: raw}, true
+	return &sessionState{rl: rl, entry: e, token: e.claims, expires: e.expires, key: key}, nil
+}
+
+// issueToken encodes claims as a new session token and caches it.
+func (rl *realm) issueToken(claims map[string]any, secure bool, now time.Time) (string, *tokenEntry, error) {
+	codec := rl.codecs[idx(secure)]
+	tok, err := codec.Encode(claims, rl.maxAge, now)
+	if err != nil {
+		return "", nil, err
+	}
+	// The codec sets iat, exp and jti: read them back for the cache.
+	full, err := codec.Decode(tok, now)
+	if err != nil {
+		return "", nil, err
+	}
+	e := newTokenEntry(full)
+	rl.cache.put(tok, e, now)
+	return tok, e, nil
+}
+
+// databaseCacheTTL bounds how long a database session is trusted without asking
+// the store again; sign-outs on other instances arrive sooner by broadcast.
+const databaseCacheTTL = 10 * time.Second
+
+func (rl *realm) readDatabaseSession(w http.ResponseWriter, r *http.Request, raw string) (*sessionState, error) {
+	ctx := r.Context()
+	now := rl.now()
+	key := sessionKey(raw)
+	e := rl.cache.get(key, now)
+	if e == nil {
+		s, err := rl.store.GetSession(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			session.ClearChunked(w, r, rl.sessionNames[idx(rl.secure(r))], rl.cookieOpts(r))
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e, err = rl.databaseEntry(ctx, s, now); err != nil {
+			return nil, err
+		}
+		rl.cache.put(key, e, now)
+	}
+	// A database session's iat is when it was last renewed.
+	if now.Sub(e.iat) >= rl.updateAge {
+		s := store.Session{ID: key, UserID: e.userID, Expires: now.Add(rl.maxAge), Data: e.data}
+		if err := rl.store.UpdateSession(ctx, s); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				rl.cache.remove(key)
+				return nil, nil
+			}
+			return nil, err
+		}
+		session.SetChunked(w, r, rl.sessionNames[idx(rl.secure(r))], raw, rl.maxAge, rl.cookieOpts(r))
+		ne, err := rl.databaseEntry(ctx, s, now)
+		if err != nil {
+			return nil, err
+		}
+		rl.cache.put(key, ne, now)
+		e = ne
+	}
+	return &sessionState{rl: rl, entry: e, token: e.claims, expires: e.expires, key: key}, nil
+}
+
+// databaseEntry makes the cache entry of a stored session, with its user.
+func (rl *realm) databaseEntry(ctx context.Context, s store.Session, now time.Time) (*tokenEntry, error) {
+	claims := make(map[string]any, len(s.Data)+2)
+	for k, v := range s.Data {
+		claims[k] = v
+	}
+	claims["exp"] = float64(s.Expires.Unix())
+	claims["iat"] = float64(s.Expires.Add(-rl.maxAge).Unix())
+	e := newTokenEntry(claims)
+	e.userID, e.data = s.UserID, s.Data
+	e.cacheUntil = now.Add(databaseCacheTTL)
+	if u, err := rl.store.GetUser(ctx, s.UserID); err == nil {
+		e.user = storeUserMap(u)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return e, nil
+}
+
+// sessionKey is what the store keeps of a database session's cookie value.
+func sessionKey(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
+}
+
+// startSession sets the cookie of a new session holding claims: the encrypted
+// token itself (jwt), or the id of a stored session (database). The session is
+// listed under its user in the store, for administrators.
+func (rl *realm) startSession(w http.ResponseWriter, r *http.Request, claims map[string]any) error {
+	ctx := r.Context()
+	secure := rl.secure(r)
+	now := rl.now()
+	sub, _ := claims["sub"].(string)
+	var value string
+	if rl.database {
+		value = randomString()
+		if err := rl.store.CreateSession(ctx, store.Session{ID: sessionKey(value), UserID: sub, Expires: now.Add(rl.maxAge), Data: claims}); err != nil {
+			return err
+		}
+	} else {
+		tok, e, err := rl.issueToken(claims, secure, now)
+		if err != nil {
+			return err
+		}
+		value = tok
+		if sub != "" && e.jti != "" {
+			if err := rl.store.CreateSession(ctx, store.Session{ID: jwtSessionID(e.jti), UserID: sub, Expires: e.expires}); err != nil {
+				// The cookie works without this record; only the admin listing misses it.
+				rl.logger.Error("recording the session for its user", zap.Error(err))
+			}
+		}
+	}
+	session.SetChunked(w, r, rl.sessionNames[idx(secure)], value, rl.maxAge, rl.cookieOpts(r))
+	return nil
 }
 
 func numericTime(v any) time.Time {
@@ -512,13 +638,10 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 		rl.fail(w, r, errConfiguration, err, prov)
 		return
 	}
-	secure := rl.secure(r)
-	tok, err := rl.codecs[idx(secure)].Encode(claims, rl.maxAge, rl.now())
-	if err != nil {
+	if err := rl.startSession(w, r, claims); err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
 		return
 	}
-	session.SetChunked(w, r, session.SecureName(rl.cookieName, secure), tok, rl.maxAge, rl.cookieOpts(r))
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
 	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
 }
@@ -567,14 +690,26 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 		rl.csrfFailed(w, r)
 		return
 	}
-	session.ClearChunked(w, r, session.SecureName(rl.cookieName, rl.secure(r)), rl.cookieOpts(r))
+	if st, err := rl.readSession(w, r); st != nil {
+		if err := rl.endSession(r.Context(), st); err != nil {
+			rl.logger.Error("ending the session in the store failed; its cookie is cleared", zap.Error(err))
+		}
+	} else if err != nil {
+		rl.logger.Error("reading the session to sign out failed; its cookie is cleared", zap.Error(err))
+	}
+	session.ClearChunked(w, r, rl.sessionNames[idx(rl.secure(r))], rl.cookieOpts(r))
 	http.Redirect(w, r, rl.callbackURL(r, r.PostForm.Get("callbackUrl")), http.StatusFound)
 }
 
 // sessionJSON: GET /session.
 func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
-	st, ok := rl.readSession(w, r)
-	if !ok {
+	st, err := rl.readSession(w, r)
+	if err != nil {
+		rl.logger.Error("reading the session failed", zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
+		return
+	}
+	if st == nil {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
@@ -619,8 +754,13 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "invalid CSRF token"})
 		return
 	}
-	st, ok := rl.readSession(w, r)
-	if !ok {
+	st, err := rl.readSession(w, r)
+	if err != nil {
+		rl.logger.Error("reading the session failed", zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
+		return
+	}
+	if st == nil {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
@@ -630,15 +770,26 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": errConfiguration})
 		return
 	}
-	secure := rl.secure(r)
 	now := rl.now()
-	tok, err := rl.codecs[idx(secure)].Encode(claims, rl.maxAge, now)
-	if err != nil {
-		rl.logger.Error("encoding the updated session", zap.Error(err))
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": errConfiguration})
-		return
+	if rl.database {
+		s := store.Session{ID: st.key, UserID: st.entry.userID, Expires: now.Add(rl.maxAge), Data: claims}
+		if err := rl.store.UpdateSession(r.Context(), s); err != nil {
+			rl.logger.Error("storing the updated session", zap.Error(err))
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
+			return
+		}
+		rl.cache.remove(st.key)
+		rl.broadcast(r.Context(), "session "+st.key)
+		raw, _ := session.ReadChunked(r, rl.sessionNames[idx(rl.secure(r))])
+		session.SetChunked(w, r, rl.sessionNames[idx(rl.secure(r))], raw, rl.maxAge, rl.cookieOpts(r))
+	} else {
+		// The old token is replaced, not revoked: it expires on its own.
+		if err := rl.startSession(w, r, claims); err != nil {
+			rl.logger.Error("encoding the updated session", zap.Error(err))
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": errConfiguration})
+			return
+		}
 	}
-	session.SetChunked(w, r, session.SecureName(rl.cookieName, secure), tok, rl.maxAge, rl.cookieOpts(r))
 	st = &sessionState{rl: rl, token: claims, expires: now.Add(rl.maxAge)}
 	sess, err := st.session(r)
 	if err != nil {

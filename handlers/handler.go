@@ -136,8 +136,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.stripIdentityHeaders(r)
-	st, ok := rl.readSession(w, r)
-	if !ok {
+	st, err := rl.readSession(w, r)
+	if err != nil {
+		return rl.unavailable(w, r, err)
+	}
+	if st == nil {
 		return h.unauthenticated(w, r)
 	}
 	rl.stripAuthCookies(r)
@@ -218,6 +221,23 @@ func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 		}
 	}
 	return v
+}
+
+// unavailable answers a request whose session could not be read because the
+// store is down: 503 with a page for browsers, JSON for others.
+func (rl *realm) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	rl.logger.Error("the session store is unavailable", zap.Error(err))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "5")
+	if isNavigation(r) {
+		rl.renderPage(w, http.StatusServiceUnavailable, pageData{
+			Title:   "Temporarily unavailable",
+			Message: "Your session cannot be checked right now. Try again in a few seconds.",
+		})
+		return nil
+	}
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
+	return nil
 }
 
 // forbidden answers a signed-in request this route does not allow: an HTML page
@@ -351,7 +371,7 @@ type sessionState struct {
 	entry   *tokenEntry // nil for a token not in the cache
 	token   map[string]any
 	expires time.Time
-	raw     string // the cookie value
+	key     string // the cache key: the cookie value (jwt) or the session's hash (database)
 
 	// the session callback's result, computed at most once per request
 	sess     map[string]any
@@ -376,7 +396,11 @@ func (s *sessionState) session(r *http.Request) (map[string]any, error) {
 	}
 	cb := s.rl.cb
 	compute := func(req map[string]any) (map[string]any, error) {
-		return cb.Session(r.Context(), callbacks.SessionInput{Token: s.token, Expires: s.expires, Request: req})
+		in := callbacks.SessionInput{Token: s.token, Expires: s.expires, Request: req}
+		if s.entry != nil {
+			in.User = s.entry.user
+		}
+		return cb.Session(r.Context(), in)
 	}
 	switch {
 	case !cb.HasSessionRules() || cb.SessionDependsOnTokenOnly():
