@@ -1,10 +1,10 @@
 package handlers
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
