@@ -136,6 +136,12 @@ func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
 				return nil, err
 			}
 			r.Providers = append(r.Providers, p)
+		case "admin":
+			a, err := parseAdmin(d)
+			if err != nil {
+				return nil, err
+			}
+			r.Admin = a
 		case "store":
 			st, err := parseStore(d)
 			if err != nil {
@@ -153,6 +159,35 @@ func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
 		}
 	}
 	return r, nil
+}
+
+// parseAdmin reads `admin { require <condition> … }`.
+func parseAdmin(d *cf.Dispenser) (*handlers.AdminConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	a := &handlers.AdminConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "require" {
+			return nil, d.Errf("unrecognized admin subdirective '%s'", d.Val())
+		}
+		var toks []cf.Token
+		for d.NextArg() {
+			toks = append(toks, d.Token())
+		}
+		if len(toks) == 0 {
+			return nil, d.Errf("admin require needs a condition")
+		}
+		c, err := parseCondition(d, toks)
+		if err != nil {
+			return nil, err
+		}
+		a.Require = append(a.Require, *c)
+	}
+	if len(a.Require) == 0 {
+		return nil, d.Errf("admin needs at least one `require <condition>`")
+	}
+	return a, nil
 }
 
 // parseStore reads `store memory`, `store bolt [<path>]` or

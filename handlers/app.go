@@ -61,6 +61,9 @@ type Realm struct {
 	// Providers are the sign-in methods offered, in the order the sign-in page lists them.
 	Providers []providers.Config `json:"providers,omitempty"`
 
+	// Admin enables the session administration endpoints for users meeting its conditions.
+	Admin *AdminConfig `json:"admin,omitempty"`
+
 	// Callbacks are the sign_in, redirect, jwt and session rules.
 	Callbacks *callbacks.Config `json:"callbacks,omitempty"`
 }
@@ -253,6 +256,7 @@ type realm struct {
 	csrf       *session.CSRF
 	cache      *tokenCache
 	revoked    *revocations
+	admin      []*callbacks.Check
 	// database: sessions live in the store, the cookie holds their id.
 	database bool
 	// cookie names by whether the request is secure (with their prefixes)
@@ -435,6 +439,9 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		return nil, err
 	}
 	rl.cb = cb
+	if rl.admin, err = compileAdmin(cfg.Admin); err != nil {
+		return nil, err
+	}
 	return rl, nil
 }
 

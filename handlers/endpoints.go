@@ -83,6 +83,8 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 		rl.errorPage(w, r, r.URL.Query().Get("error"))
 	case action == "verify-request" && arg == "" && get:
 		rl.verifyRequestPage(w, r)
+	case action == "admin":
+		rl.serveAdmin(w, r, arg)
 	case action == "signin" || action == "callback" || action == "signout" || action == "session" ||
 		action == "csrf" || action == "providers" || action == "error" || action == "verify-request":
 		w.Header().Set("Allow", "GET, POST")
