@@ -64,7 +64,13 @@ type Callbacks struct {
 	origins       *Origins
 	jwt           []setRule
 	session       []setRule
+	// refresh: the jwt block has refresh_access_token.
+	refresh bool
 }
+
+// RefreshAccessToken reports whether OAuth access tokens are kept in the session
+// token and refreshed before they expire (`jwt { refresh_access_token }`).
+func (c *Callbacks) RefreshAccessToken() bool { return c.refresh }
 
 type signInRule struct {
 	action, target string
@@ -174,7 +180,18 @@ func Compile(cfg Config) (*Callbacks, error) {
 	}
 	c.origins = o
 
-	if c.jwt, err = compileSetRules(KindJWT, cfg.JWT, client); err != nil {
+	var jwtRules []Rule
+	for _, r := range cfg.JWT {
+		if r.Action != "refresh_access_token" {
+			jwtRules = append(jwtRules, r)
+			continue
+		}
+		if len(r.Args) > 0 || r.If != nil || r.Webhook != nil {
+			return nil, ruleErr(KindJWT, r, errors.New("takes no argument and no condition"))
+		}
+		c.refresh = true
+	}
+	if c.jwt, err = compileSetRules(KindJWT, jwtRules, client); err != nil {
 		return nil, err
 	}
 	if c.session, err = compileSetRules(KindSession, cfg.Session, client); err != nil {
@@ -206,7 +223,7 @@ func compileSetRules(kind string, rules []Rule, client *http.Client) ([]setRule,
 		case "webhook":
 			sr.hook, err = compileWebhook(r, client)
 		case "refresh_access_token":
-			err = errors.New("refresh_access_token is not available yet")
+			err = errors.New("refresh_access_token belongs in the jwt block")
 		default:
 			err = fmt.Errorf("unknown action: want set, unset or webhook")
 		}

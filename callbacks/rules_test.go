@@ -144,9 +144,12 @@ func TestCompileErrors(t *testing.T) {
 		{"allow_origin with a path",
 			Config{Redirect: []Rule{rule("12", "allow_origin", args("https://a.example.com/x"), nil)}},
 			[]string{"allow_origin", `"https://a.example.com/x"`}},
-		{"refresh_access_token",
-			Config{JWT: []Rule{rule("12", "refresh_access_token", nil, nil)}},
-			[]string{"refresh_access_token", "not available yet"}},
+		{"refresh_access_token with a condition",
+			Config{JWT: []Rule{rule("12", "refresh_access_token", nil, &Condition{Expr: "true"})}},
+			[]string{"refresh_access_token", "takes no argument"}},
+		{"refresh_access_token outside jwt",
+			Config{Session: []Rule{rule("12", "refresh_access_token", nil, nil)}},
+			[]string{"refresh_access_token", "belongs in the jwt block"}},
 
 		// Shorthand conditions.
 		{"email glob without @",

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
@@ -256,6 +257,7 @@ type realm struct {
 	csrf       *session.CSRF
 	cache      *tokenCache
 	revoked    *revocations
+	refreshes  singleflight.Group
 	admin      []*callbacks.Check
 	// database: sessions live in the store, the cookie holds their id.
 	database bool

@@ -25,6 +25,11 @@ type tokenEntry struct {
 	// (database sessions are read again now and then).
 	cacheUntil time.Time
 
+	// next is the token that replaced this one after a refresh.
+	next nextToken
+	// failedRefresh: the provider refused to refresh; the session is over.
+	failedRefresh bool
+
 	// database sessions: the stored session's user and data
 	userID string
 	data   map[string]any
@@ -116,6 +121,7 @@ func (c *tokenCache) len() int {
 func newTokenEntry(claims map[string]any) *tokenEntry {
 	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
 	e.jti, _ = claims["jti"].(string)
+	e.failedRefresh = claims["error"] == errRefresh
 	for i, k := range [3]string{"sub", "email", "name"} {
 		if s, ok := claims[k].(string); ok && s != "" {
 			e.defaults[i] = []string{headerSafe(s)}

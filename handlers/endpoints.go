@@ -168,7 +168,12 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 		return nil, nil
 	}
 	key := raw
-	if now.Sub(e.iat) >= rl.updateAge {
+	if rl.dueForRefresh(e, now) {
+		if n := rl.refresh(r.Context(), raw, e, secure); n != nil {
+			session.SetChunked(w, r, name, n.token, rl.maxAge, rl.cookieOpts(r))
+			e, key = n.entry, n.token
+		}
+	} else if now.Sub(e.iat) >= rl.updateAge {
 		if tok, ne, err := rl.issueToken(e.claims, secure, now); err == nil {
 			session.SetChunked(w, r, name, tok, rl.maxAge, rl.cookieOpts(r))
 			e, key = ne, tok
@@ -633,8 +638,12 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	if isNew {
 		trigger = "sign_up"
 	}
+	var token map[string]any
+	if rl.cb.RefreshAccessToken() {
+		token = oauthClaims(id.Account)
+	}
 	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{
-		User: user, Account: id.Account, Profile: id.Profile, IsNewUser: isNew, Trigger: trigger, Request: requestVars(r),
+		Token: token, User: user, Account: id.Account, Profile: id.Profile, IsNewUser: isNew, Trigger: trigger, Request: requestVars(r),
 	})
 	if err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
@@ -713,6 +722,11 @@ func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	if st == nil {
 		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	if st.entry.failedRefresh {
+		// Signed out, and the client may learn why (Auth.js's refresh guide).
+		writeJSON(w, http.StatusOK, map[string]any{"error": errRefresh})
 		return
 	}
 	sess, err := st.session(r)

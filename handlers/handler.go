@@ -140,7 +140,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return rl.unavailable(w, r, err)
 	}
-	if st == nil {
+	if st == nil || st.entry.failedRefresh {
 		return h.unauthenticated(w, r)
 	}
 	rl.stripAuthCookies(r)

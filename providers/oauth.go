@@ -76,6 +76,25 @@ func (b *oauthBase) account(accountID string, tok *oauth2.Token) map[string]any 
 	return acc
 }
 
+// refresh redeems refreshToken with conf.
+func (b *oauthBase) refresh(ctx context.Context, conf *oauth2.Config, refreshToken string) (map[string]any, error) {
+	if refreshToken == "" {
+		return nil, errors.New("no refresh token")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	// An expired token makes the token source go to the token endpoint.
+	tok, err := conf.TokenSource(b.ctx(ctx), &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
+	if err != nil {
+		return nil, fmt.Errorf("refreshing the access token: %w", err)
+	}
+	out := map[string]any{"access_token": tok.AccessToken, "refresh_token": tok.RefreshToken}
+	if !tok.Expiry.IsZero() {
+		out["expires_at"] = tok.Expiry.Unix()
+	}
+	return out, nil
+}
+
 // oidcProvider signs in with OpenID Connect. Discovery runs in the background and
 // is retried, so an identity provider that is down at start does not keep Caddy
 // from starting; sign-in through it fails until discovery succeeds.
@@ -184,6 +203,14 @@ func (p *oidcProvider) config(prov *oidc.Provider, redirectURL string) *oauth2.C
 
 func (p *oidcProvider) UsesNonce() bool { return true }
 
+func (p *oidcProvider) Refresh(ctx context.Context, refreshToken string) (map[string]any, error) {
+	prov, err := p.discover(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return p.refresh(ctx, p.config(prov, ""), refreshToken)
+}
+
 // Issuer is the issuer URL, which RFC 9207's `iss` callback parameter must equal.
 func (p *oidcProvider) Issuer() string { return p.issuer }
 
@@ -269,6 +296,10 @@ type plainOAuth struct {
 }
 
 func (p *plainOAuth) UsesNonce() bool { return false }
+
+func (p *plainOAuth) Refresh(ctx context.Context, refreshToken string) (map[string]any, error) {
+	return p.refresh(ctx, p.config(""), refreshToken)
+}
 
 func (p *plainOAuth) config(redirectURL string) *oauth2.Config {
 	c := p.conf

@@ -124,6 +124,9 @@ type OAuth interface {
 	// AllowsEmailLinking reports whether a sign-in may join an existing user with
 	// the same email address.
 	AllowsEmailLinking() bool
+	// Refresh redeems a refresh token at the token endpoint and returns the new
+	// access_token, expires_at and refresh_token (the old one when not rotated).
+	Refresh(ctx context.Context, refreshToken string) (map[string]any, error)
 }
 
 // New builds the provider cfg describes. ctx bounds background work such as
