@@ -29,6 +29,8 @@ type tokenEntry struct {
 	next nextToken
 	// failedRefresh: the provider refused to refresh; the session is over.
 	failedRefresh bool
+	// stale: encrypted with an older secret, so re-issued with the current one.
+	stale bool
 
 	// database sessions: the stored session's user and data
 	userID string

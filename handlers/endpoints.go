@@ -152,7 +152,7 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 	codec := rl.codecs[idx(secure)]
 	e := rl.cache.get(raw, now)
 	if e == nil {
-		claims, err := codec.Decode(raw, now)
+		claims, current, err := codec.DecodeKey(raw, now)
 		if err != nil {
 			if ce := rl.logger.Check(zap.DebugLevel, "session cookie rejected"); ce != nil {
 				ce.Write(zap.Error(err))
@@ -161,6 +161,8 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 			return nil, nil
 		}
 		e = newTokenEntry(claims)
+		// A token of a rotated-out secret is re-issued with the current one below.
+		e.stale = !current
 		rl.cache.put(raw, e, now)
 	}
 	if rl.revoked.has(e.jti, now) {
@@ -173,7 +175,7 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 			session.SetChunked(w, r, name, n.token, rl.maxAge, rl.cookieOpts(r))
 			e, key = n.entry, n.token
 		}
-	} else if now.Sub(e.iat) >= rl.updateAge {
+	} else if e.stale || now.Sub(e.iat) >= rl.updateAge {
 		if tok, ne, err := rl.issueToken(e.claims, secure, now); err == nil {
 			session.SetChunked(w, r, name, tok, rl.maxAge, rl.cookieOpts(r))
 			e, key = ne, tok

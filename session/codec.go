@@ -130,25 +130,31 @@ func (c *Codec) Encode(claims map[string]any, maxAge time.Duration, now time.Tim
 // only alg dir and the format's enc, validates exp, nbf and iat at time now with Auth.js's
 // 15 s leeway, requires exp, and returns the claims. Numbers in the claims are float64.
 func (c *Codec) Decode(token string, now time.Time) (map[string]any, error) {
+	claims, _, err := c.DecodeKey(token, now)
+	return claims, err
+}
+
+// DecodeKey is Decode that also reports whether the token was encrypted with the
+// current (first) secret; a token made with an older secret is worth re-issuing.
+func (c *Codec) DecodeKey(token string, now time.Time) (claims map[string]any, current bool, err error) {
 	// With alg dir the JWE Encrypted Key must be empty (RFC 7516 §5.2 step 10, enforced by
 	// Auth.js's jose); go-jose ignores it, so check it here. ParseEncryptedCompact checks
 	// that there are exactly five parts.
 	if _, rest, ok := strings.Cut(token, "."); ok && !strings.HasPrefix(rest, ".") {
-		return nil, errors.New("invalid session token: unexpected JWE encrypted key")
+		return nil, false, errors.New("invalid session token: unexpected JWE encrypted key")
 	}
 	obj, err := jose.ParseEncryptedCompact(token, []jose.KeyAlgorithm{jose.DIRECT}, []jose.ContentEncryption{c.enc})
 	if err != nil {
-		return nil, fmt.Errorf("invalid session token: %v", err)
+		return nil, false, fmt.Errorf("invalid session token: %v", err)
 	}
 
-	plaintext, err := c.decrypt(obj)
+	plaintext, keyIndex, err := c.decrypt(obj)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 
-	var claims map[string]any
 	if err := json.Unmarshal(plaintext, &claims); err != nil || claims == nil {
-		return nil, errors.New("invalid session token: claims are not a JSON object")
+		return nil, false, errors.New("invalid session token: claims are not a JSON object")
 	}
 	v := jwt.NewValidator(
 		jwt.WithLeeway(clockTolerance),
@@ -157,25 +163,27 @@ func (c *Codec) Decode(token string, now time.Time) (map[string]any, error) {
 		jwt.WithExpirationRequired(),
 	)
 	if err := v.Validate(jwt.MapClaims(claims)); err != nil {
-		return nil, fmt.Errorf("invalid session token: %w", err)
+		return nil, false, fmt.Errorf("invalid session token: %w", err)
 	}
-	return claims, nil
+	return claims, keyIndex == 0, nil
 }
 
-func (c *Codec) decrypt(obj *jose.JSONWebEncryption) ([]byte, error) {
+// decrypt returns the plaintext and the index of the key that decrypted it.
+func (c *Codec) decrypt(obj *jose.JSONWebEncryption) ([]byte, int, error) {
 	if kid := obj.Header.KeyID; kid != "" {
-		for _, k := range c.keys {
+		for i, k := range c.keys {
 			if k.kid == kid {
-				return decryptWith(obj, k.key)
+				plaintext, err := decryptWith(obj, k.key)
+				return plaintext, i, err
 			}
 		}
 	}
-	for _, k := range c.keys {
+	for i, k := range c.keys {
 		if plaintext, err := decryptWith(obj, k.key); err == nil {
-			return plaintext, nil
+			return plaintext, i, nil
 		}
 	}
-	return nil, errors.New("invalid session token: no key decrypts it")
+	return nil, -1, errors.New("invalid session token: no key decrypts it")
 }
 
 func decryptWith(obj *jose.JSONWebEncryption, key []byte) ([]byte, error) {
