@@ -40,7 +40,9 @@ var (
 const boltSchemaVersion = "1"
 
 // Bolt is a Store in a bbolt file: the embedded default. A file can be open
-// in one process at a time; within a process, share it with SharedBolt.
+// in one process at a time; within a process, share it with SharedBolt. So
+// it implements RevocationLister but not Broadcaster: no other instance can
+// share the file.
 type Bolt struct {
 	f       *boltFile
 	release func() error
@@ -534,6 +536,26 @@ func (b *Bolt) IsRevoked(ctx context.Context, jti string) (bool, error) {
 		return false, nil
 	}
 	return err == nil && live(r.Expires, time.Now()), err
+}
+
+// Revocations implements RevocationLister.
+func (b *Bolt) Revocations(ctx context.Context) (map[string]time.Time, error) {
+	now := time.Now()
+	out := map[string]time.Time{}
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bRevoked).ForEach(func(k, v []byte) error {
+			// What does not decode counts as expired, as in purgeBolt.
+			var r revocation
+			if json.Unmarshal(v, &r) == nil && live(r.Expires, now) {
+				out[string(k)] = r.Expires
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (b *Bolt) Hit(ctx context.Context, key string, window time.Duration) (int, error) {

@@ -13,7 +13,9 @@ import (
 const sweepEvery = time.Minute
 
 // Memory is a Store in the process's memory: for tests, demos and a single
-// instance that may forget every user and session when it restarts.
+// instance that may forget every user and session when it restarts. It
+// implements RevocationLister but not Broadcaster (it has no other instances
+// to tell).
 //
 // Sessions are kept JSON-encoded, so their Data reads back with the same types
 // as from the persistent stores (numbers as float64, lists as []any).
@@ -323,6 +325,20 @@ func (m *Memory) IsRevoked(_ context.Context, jti string) (bool, error) {
 	until, ok := m.revoked[jti]
 	m.mu.RUnlock()
 	return ok && live(until, time.Now()), nil
+}
+
+// Revocations implements RevocationLister.
+func (m *Memory) Revocations(context.Context) (map[string]time.Time, error) {
+	now := time.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]time.Time, len(m.revoked))
+	for jti, until := range m.revoked {
+		if live(until, now) {
+			out[jti] = until
+		}
+	}
+	return out, nil
 }
 
 func (m *Memory) Hit(_ context.Context, key string, window time.Duration) (int, error) {

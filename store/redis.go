@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type RedisOptions struct {
 //	user_sessions:<user id>          set of the user's session ids
 //	revoked:<jti>                    "1"
 //	hit:<key>                        the window's count
+//
+// It is also a Broadcaster, over the pub/sub channels events:<topic> (after
+// the prefix, unescaped), and a RevocationLister.
 type Redis struct {
 	c      *redis.Client
 	prefix string
@@ -450,6 +454,75 @@ func (r *Redis) Revoke(ctx context.Context, jti string, until time.Time) error {
 func (r *Redis) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	n, err := r.c.Exists(ctx, r.key("revoked", jti)).Result()
 	return n > 0, err
+}
+
+// eventsChannel is the pub/sub channel of a Broadcaster topic.
+func (r *Redis) eventsChannel(topic string) string { return r.prefix + "events:" + topic }
+
+// Publish implements Broadcaster: PUBLISH on the topic's channel.
+func (r *Redis) Publish(ctx context.Context, topic, msg string) error {
+	return r.c.Publish(ctx, r.eventsChannel(topic), msg).Err()
+}
+
+// Subscribe implements Broadcaster with a connection of its own, which it
+// closes when ctx ends (or the store is closed). While nothing arrives it
+// PINGs the server, and replaces a connection that answers nothing (a peer
+// gone without a word) as if it had been lost. See redis_pubsub.go.
+func (r *Redis) Subscribe(ctx context.Context, topic string, onMessage func(msg string), onResync func()) error {
+	_, err := r.subscribe(ctx, topic, onMessage, onResync)
+	return err
+}
+
+// noExpiry is the until Revocations gives a revoked key without a time to
+// live (Revoke never writes one: IsRevoked would report it revoked forever).
+var noExpiry = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// unescapeKeyPart reverses keyPart.
+var unescapeKeyPart = strings.NewReplacer("%3A", ":", "%25", "%").Replace
+
+// globEscape escapes what a SCAN MATCH pattern would take for a wildcard.
+var globEscape = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace
+
+// Revocations implements RevocationLister: it SCANs the revoked:* keys and
+// reads their remaining time to live.
+func (r *Redis) Revocations(ctx context.Context) (map[string]time.Time, error) {
+	kp := r.key("revoked") + ":"
+	var keys []string
+	iter := r.c.Scan(ctx, 0, globEscape(kp)+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(keys))
+	for chunk := range slices.Chunk(keys, 1000) {
+		cmds, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range chunk {
+				p.PTTL(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Now is taken after the replies, so that until errs late, not early.
+		now := time.Now()
+		for i, cmd := range cmds {
+			d, err := cmd.(*redis.DurationCmd).Result()
+			if err != nil {
+				return nil, err
+			}
+			jti := unescapeKeyPart(strings.TrimPrefix(chunk[i], kp))
+			switch {
+			case d > 0:
+				out[jti] = now.Add(d)
+			case d == -1: // no expiry
+				out[jti] = noExpiry
+			} // -2: expired since the SCAN
+		}
+	}
+	return out, nil
 }
 
 // hitScript increments KEYS[1] and, when it has no expiry (the window's first hit),

@@ -427,6 +427,48 @@ var revocationTests = map[string]func(*testing.T, store.Store){
 			t.Fatal("revoked with an expiry in the past")
 		}
 	},
+	"List": func(t *testing.T, s store.Store) {
+		l, isLister := s.(store.RevocationLister)
+		if !isLister {
+			t.Skip("not a store.RevocationLister")
+		}
+		if m := must[map[string]time.Time](t)(l.Revocations(ctx)); m == nil || len(m) != 0 {
+			t.Fatalf("Revocations of an empty store: %#v, want an empty map", m)
+		}
+		now := time.Now()
+		want := map[string]time.Time{
+			"j1":            now.Add(time.Hour),
+			"j2":            now.Add(2 * time.Hour),
+			"a:b%3A%25*?[]": now.Add(time.Hour), // characters keys escape or patterns match
+		}
+		for jti, until := range want {
+			ok(t, s.Revoke(ctx, jti, until))
+		}
+		ok(t, s.Revoke(ctx, "past", now.Add(-time.Second)))
+		ok(t, s.Revoke(ctx, "short", time.Now().Add(expiry)))
+		time.Sleep(expiry + 50*time.Millisecond)
+		got := must[map[string]time.Time](t)(l.Revocations(ctx))
+		// A store may derive the time from a time to live (Redis): allow for
+		// rounding and a round trip.
+		const slack = time.Second
+		for jti, until := range want {
+			if g, listed := got[jti]; !listed || g.Before(until.Add(-slack)) || g.After(until.Add(slack)) {
+				t.Errorf("Revocations()[%q] = %v (listed: %v), want %v", jti, g, listed, until)
+			}
+		}
+		for jti := range got {
+			if _, wanted := want[jti]; !wanted {
+				t.Errorf("Revocations() lists %q, expired or never revoked", jti)
+			}
+		}
+		// The map is the caller's.
+		got["j1"] = time.Time{}
+		delete(got, "j2")
+		again := must[map[string]time.Time](t)(l.Revocations(ctx))
+		if len(again) != len(want) || again["j1"].IsZero() {
+			t.Fatalf("Revocations() after changing an earlier result: %v", again)
+		}
+	},
 }
 
 func hits(t *testing.T, s store.Store, key string, window time.Duration) int {
