@@ -176,3 +176,23 @@ func BenchmarkEncodeAtSignIn(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGuardCold decrypts the cookie on every request: the first request of
+// a session on this instance.
+func BenchmarkGuardCold(b *testing.B) {
+	rl := benchRealm(b, nil)
+	h := benchHandler(b, rl, &Handler{})
+	c := sessionCookie(b, rl, aliceClaims)
+	base := benchRequest(c)
+	hdr := base.Header.Clone()
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		rl.cache.clear()
+		r := *base
+		r.Header = hdr.Clone()
+		if err := h.ServeHTTP(w, &r, noop); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
