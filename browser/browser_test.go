@@ -10,6 +10,7 @@ import (
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
 	"github.com/authgate/caddy-authgate/internal/testidp"
+	"github.com/authgate/caddy-authgate/internal/testmailpit"
 )
 
 // secret is the realm's session secret in these tests.
@@ -182,9 +183,10 @@ func TestBrowserOIDC(t *testing.T) {
 		p.fatalf("after consenting: status %d, want 200", resp.Status)
 	}
 
-	// Back on the page first asked for, signed in.
+	// Back on the page first asked for, signed in as the user the store
+	// created for bob's account: X-Auth-Request-User is its id, the token's sub.
 	p.wantPath(origin, "/app")
-	p.wantText("#user", "bob")
+	sub := p.wantStoredUser(origin)
 	p.wantText("#email", "bob@example.com")
 	p.wantText("#name", "Bob Example")
 
@@ -196,6 +198,88 @@ func TestBrowserOIDC(t *testing.T) {
 	}
 	if exp, _ := s["expires"].(string); exp == "" {
 		p.fatalf("/.auth/session has no expires: %v", s)
+	}
+
+	// Signed out and in again (the provider remembers bob and his consent, so
+	// the button leads straight back): the same user.
+	p.navigate(origin + "/.auth/signout")
+	p.clickAndWait("button#signout")
+	p.navigate(origin + "/app")
+	p.wantPath(origin, "/.auth/signin")
+	p.clickAndWait("#signin-oidc")
+	p.wantPath(origin, "/app")
+	if again := p.wantStoredUser(origin); again != sub {
+		p.fatalf("second sign-in: sub %s, want %s as at the first", again, sub)
+	}
+	p.wantText("#email", "bob@example.com")
+}
+
+// TestBrowserEmail signs in with a link mailed through a real SMTP server
+// (mailpit): the sign-in page's email form sends the link and shows "check
+// your email", and the link, read from mailpit as from an inbox, lands on the
+// page first asked for, signed in as a stored user.
+func TestBrowserEmail(t *testing.T) {
+	mp := testmailpit.Start(t)
+	upstream := startUpstream(t)
+	port := testcaddy.FreePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testcaddy.Start(t, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	authgate {
+		secret %s
+		provider email {
+			mailer %s
+			from "authgate <auth@example.com>"
+		}
+	}
+}
+
+%s {
+	authgate
+	reverse_proxy %s
+}
+`, secret, mp.MailerURL("", ""), origin, strings.TrimPrefix(upstream.URL, "http://")))
+
+	p := startBrowser(t)
+
+	// A signed-out visit ends on the sign-in page with the email form.
+	p.navigate(origin + "/app")
+	p.wantPath(origin, "/.auth/signin")
+	p.wantText("h1", "Sign in")
+	p.mustHave(`form[action="/.auth/signin/email"] input[name=email][type=email]#email-email`)
+	p.wantText("button#submit-email", "Sign in with Email")
+	if _, ok := p.text("input[type=password]"); ok {
+		p.fatalf("the sign-in page shows a password field with no credentials provider")
+	}
+	p.screenshot("signin-email.png")
+
+	p.typeInto("#email-email", "Alice@Example.com")
+	if resp := p.clickAndWait("#submit-email"); resp.Status != http.StatusOK {
+		p.fatalf("after asking for a link: status %d, want 200", resp.Status)
+	}
+	p.wantPath(origin, "/.auth/verify-request")
+	p.wantText("h1", "Check your email")
+
+	// The inbox has the link.
+	msg := mp.Latest(t, "alice@example.com")
+	link := testmailpit.Link(t, msg.Text, origin+"/.auth/callback/email?")
+	if resp := p.navigate(link); resp.Status != http.StatusOK {
+		p.fatalf("after following the link: status %d, want 200", resp.Status)
+	}
+	p.wantPath(origin, "/app")
+	p.wantText("#upstream", "Hello from the upstream")
+	p.wantText("#email", "alice@example.com")
+	p.wantStoredUser(origin)
+	if cookies := p.mustText("#cookies"); strings.Contains(cookies, "authgate") {
+		p.fatalf("the upstream received authgate's cookies: %s", cookies)
+	}
+
+	// The link works once.
+	p.navigate(link)
+	u := p.wantPath(origin, "/.auth/error")
+	if got := u.Query().Get("error"); got != "Verification" {
+		p.fatalf("a used link: error %q, want Verification", got)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -19,9 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authgate/caddy-authgate/session"
 )
 
 const (
@@ -340,6 +344,55 @@ func startUpstream(t *testing.T) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// sessionCookieName is authgate's session cookie on http.
+const sessionCookieName = "authgate.session-token"
+
+// uuidPattern is a random (version 4) UUID: the id the store gives a user at
+// their first OAuth, OIDC or email sign-in, and so the token's sub.
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// sessionToken reads the browser's session cookie for origin (HttpOnly, so
+// through the DevTools protocol, not the page) and decodes it with the realm's
+// secret.
+func (p *page) sessionToken(origin string) map[string]any {
+	p.t.Helper()
+	res, err := chromedp.Run(p.ctx, func(ctx context.Context, t *chromedp.Target) (network.GetCookiesResult, error) {
+		return cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{origin + "/"}})
+	})
+	if err != nil {
+		p.fatalf("reading the browser's cookies: %v", err)
+	}
+	for _, c := range res.Cookies {
+		if c.Name != sessionCookieName {
+			continue
+		}
+		codec, err := session.NewCodec([]string{secret}, sessionCookieName, session.FormatAuthJS)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		claims, err := codec.Decode(c.Value, time.Now())
+		if err != nil {
+			p.fatalf("decoding the session cookie: %v", err)
+		}
+		return claims
+	}
+	p.fatalf("the browser has no %s cookie for %s", sessionCookieName, origin)
+	return nil
+}
+
+// wantStoredUser checks that the browser's session is a stored user's (its
+// sub a random UUID) and that the upstream page shows that id as
+// X-Auth-Request-User; it returns the id.
+func (p *page) wantStoredUser(origin string) string {
+	p.t.Helper()
+	sub, _ := p.sessionToken(origin)["sub"].(string)
+	if !uuidPattern.MatchString(sub) {
+		p.fatalf("session token sub = %q, want a stored user's id (a random UUID)", sub)
+	}
+	p.wantText("#user", sub)
+	return sub
 }
 
 // jsString quotes s as a JavaScript string literal.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -618,6 +619,44 @@ func usersFile(t *testing.T, users ...user) string {
 // credentialsProvider is a realm's credentials provider block.
 func credentialsProvider(path string) string {
 	return "\t\tprovider credentials {\n\t\t\tusers_file " + path + "\n\t\t}\n"
+}
+
+// ---- stored users ----
+
+// uuidPattern is a random (version 4) UUID in its canonical lowercase form:
+// the id the store gives a user at their first OAuth, OIDC or email sign-in.
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// wantStoredUserID checks that a session token's sub is a stored user's id (a
+// random UUID, not the provider's subject) and returns it.
+func wantStoredUserID(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	sub, _ := claims["sub"].(string)
+	if !uuidPattern.MatchString(sub) {
+		t.Fatalf("session token sub = %v, want a stored user's id (a random UUID); token %v", claims["sub"], claims)
+	}
+	return sub
+}
+
+// sessionClaims decodes the session cookie a response set, failing the test
+// when it set none.
+func sessionClaims(t *testing.T, r response) map[string]any {
+	t.Helper()
+	sc := setCookie(r, sessionCookie)
+	if sc == nil || sc.MaxAge < 0 {
+		t.Fatalf("%s %s set no session cookie: %v", r.Request.Method, r.Request.URL, r.Header.Values("Set-Cookie"))
+	}
+	claims, err := codec(t, testSecret, sessionCookie).Decode(sc.Value, time.Now())
+	if err != nil {
+		t.Fatalf("decoding the session cookie: %v", err)
+	}
+	return claims
+}
+
+// identityHeaders are the default identity headers the upstream gets for a
+// user: X-Auth-Request-User is the token's sub.
+func identityHeaders(sub, email, name string) map[string]string {
+	return map[string]string{"x-auth-request-user": sub, "x-auth-request-email": email, "x-auth-request-name": name}
 }
 
 // ---- session tokens made outside authgate ----

@@ -56,7 +56,8 @@ func TestOIDCSignInFlow(t *testing.T) {
 	base, base401 := origin(port), origin(port401)
 	idp := startIDP(t, base, "oidc")
 	up := newUpstream(t)
-	testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer))+
+	testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer)+
+		"\t\tcallbacks {\n\t\t\tjwt {\n\t\t\t\tset provider_sub `account.provider_account_id`\n\t\t\t}\n\t\t}\n")+
 		siteBlock(port, "authgate", up.URL)+
 		siteBlock(port401, "authgate {\n\t\tunauthenticated status 401\n\t}", up.URL))
 
@@ -152,7 +153,10 @@ func TestOIDCSignInFlow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decoding the session cookie: %v", err)
 	}
-	for k, want := range map[string]any{"sub": "alice", "name": "Alice Example", "email": "alice@example.com"} {
+	// sub is the id of the user the store created for alice's account, not the
+	// provider's subject, which the jwt rule copied from the account.
+	sub := wantStoredUserID(t, claims)
+	for k, want := range map[string]any{"name": "Alice Example", "email": "alice@example.com", "provider_sub": "alice"} {
 		if claims[k] != want {
 			t.Errorf("session token %s = %v, want %v", k, claims[k], want)
 		}
@@ -161,7 +165,7 @@ func TestOIDCSignInFlow(t *testing.T) {
 	// The upstream gets alice's identity, and not authgate's cookies.
 	r = b.navigate(target)
 	wantStatus(t, r, http.StatusOK)
-	seen := wantUpstream(t, up, "/app?x=1", aliceHeaders)
+	seen := wantUpstream(t, up, "/app?x=1", identityHeaders(sub, "alice@example.com", "Alice Example"))
 	wantNoAuthCookies(t, seen, "authgate.")
 	if strings.Contains(seen.Header.Get("Cookie"), sc.Value) {
 		t.Error("the upstream received the session token")
@@ -234,13 +238,23 @@ func TestOIDCSignInFlow(t *testing.T) {
 	}
 
 	// Signing in again needs no forms at the provider, which remembers alice.
+	// She is the same stored user as before.
 	r = b.signInOIDC(base, "oidc", base+"/again", "alice")
 	wantLocation(t, r, base+"/again")
+	again := sessionClaims(t, r)
+	if got := wantStoredUserID(t, again); got != sub {
+		t.Errorf("second sign-in: session token sub = %s, want %s as at the first", got, sub)
+	}
+	if again["provider_sub"] != "alice" {
+		t.Errorf("second sign-in: session token provider_sub = %v, want alice", again["provider_sub"])
+	}
 	wantStatus(t, b.navigate(base+"/again"), http.StatusOK)
+	wantUpstream(t, up, "/again", identityHeaders(sub, "alice@example.com", "Alice Example"))
 }
 
-// aliceHeaders are the default identity headers for alice, at the identity
-// provider and in the credentials users file alike.
+// aliceHeaders are the default identity headers for alice of the credentials
+// users file, whose id (the token's sub) is her username. Signed in with an
+// OAuth/OIDC provider or by email, she is a stored user: see identityHeaders.
 var aliceHeaders = map[string]string{
 	"x-auth-request-user": "alice", "x-auth-request-email": "alice@example.com", "x-auth-request-name": "Alice Example",
 }
@@ -302,7 +316,9 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 	auth := b.startOIDC(base, "oidc", base+"/first")
 	firstState := b.cookie(base, stateCookie)
 	firstCallback := b.authorize(auth, "alice")
-	wantLocation(t, b.navigate(firstCallback.String()), base+"/first")
+	r := b.navigate(firstCallback.String())
+	wantLocation(t, r, base+"/first")
+	aliceSub := wantStoredUserID(t, sessionClaims(t, r))
 	b.dropCookie(base, sessionCookie)
 
 	// refused checks that r is refused for reason (a part of the log line) and
@@ -487,11 +503,14 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 		refused(t, b, b.post(base+cb.Path, cb.Query()), before, "no state cookie")
 	})
 
-	// After all that, signing in still works.
-	r := b.signInOIDC(base, "oidc", base+"/after", "alice")
+	// After all that, signing in still works, as the same user.
+	r = b.signInOIDC(base, "oidc", base+"/after", "alice")
 	wantLocation(t, r, base+"/after")
+	if sub := wantStoredUserID(t, sessionClaims(t, r)); sub != aliceSub {
+		t.Errorf("session token sub = %s, want %s as at the first sign-in", sub, aliceSub)
+	}
 	wantStatus(t, b.navigate(base+"/after"), http.StatusOK)
-	wantAuthHeaders(t, up.last(t), aliceHeaders)
+	wantAuthHeaders(t, up.last(t), identityHeaders(aliceSub, "alice@example.com", "Alice Example"))
 }
 
 // flip changes the character at i of a base64url string to another base64url

@@ -115,11 +115,9 @@ func TestRulesSignIn(t *testing.T) {
 	t.Run("allowed", func(t *testing.T) {
 		b, r := signInAs(t, base, base+"/app", "alice")
 		wantLocation(t, r, base+"/app")
-		if setCookie(r, sessionCookie) == nil {
-			t.Fatalf("no session cookie: %v", r.Header.Values("Set-Cookie"))
-		}
+		sub := wantStoredUserID(t, sessionClaims(t, r))
 		wantStatus(t, b.navigate(base+"/app"), http.StatusOK)
-		wantUpstream(t, up, "/app", aliceHeaders)
+		wantUpstream(t, up, "/app", identityHeaders(sub, "alice@example.com", "Alice Example"))
 	})
 
 	denied := func(t *testing.T, account string) {
@@ -217,6 +215,7 @@ func TestRulesJWTAndSession(t *testing.T) {
 }
 `, base, up.URL)))
 
+	subs := map[string]string{} // account → the token's sub
 	for _, tc := range []struct {
 		account, name, email, role, department, groups string
 	}{
@@ -237,10 +236,18 @@ func TestRulesJWTAndSession(t *testing.T) {
 				t.Fatalf("decoding the session cookie: %v", err)
 			}
 			groups, _ := claims["groups"].([]any)
-			if claims["sub"] != tc.account || claims["email"] != tc.email || claims["role"] != tc.role ||
+			if claims["email"] != tc.email || claims["role"] != tc.role ||
 				claims["department"] != tc.department || fmt.Sprint(groups) != "["+strings.ReplaceAll(tc.groups, ",", " ")+"]" {
-				t.Errorf("session token %v, want sub %s, role %s, department %s, groups %s", claims, tc.account, tc.role, tc.department, tc.groups)
+				t.Errorf("session token %v, want email %s, role %s, department %s, groups %s", claims, tc.email, tc.role, tc.department, tc.groups)
 			}
+			// sub is the stored user's own id: each account has its own.
+			sub := wantStoredUserID(t, claims)
+			for other, s := range subs {
+				if s == sub {
+					t.Errorf("%s and %s have the same sub %s", tc.account, other, sub)
+				}
+			}
+			subs[tc.account] = sub
 
 			// /.auth/session: the default shape plus what the session rules set.
 			s := sessionOf(t, b, base)
@@ -275,7 +282,7 @@ func TestRulesJWTAndSession(t *testing.T) {
 			// ... and in respond.
 			r = b.navigate(base + "/whoami")
 			wantStatus(t, r, http.StatusOK)
-			if want := fmt.Sprintf("role=%s department=%s user=%s", tc.role, tc.department, tc.account); r.Body != want {
+			if want := fmt.Sprintf("role=%s department=%s user=%s", tc.role, tc.department, sub); r.Body != want {
 				t.Errorf("/whoami = %q, want %q", r.Body, want)
 			}
 		})

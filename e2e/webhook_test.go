@@ -294,7 +294,9 @@ func TestWebhooks(t *testing.T) {
 	t.Run("allow with OpenID Connect", func(t *testing.T) {
 		b := newBrowser(t)
 		r := b.signInOIDC(base, "sso", base+"/app", "alice")
-		signedIn(t, b, r, aliceHeaders)
+		// X-Auth-Request-User is token.sub: the stored user's id.
+		sub := wantStoredUserID(t, sessionClaims(t, r))
+		signedIn(t, b, r, identityHeaders(sub, "alice@example.com", "Alice Example"))
 		calls := hook.callsFor("/sign-in", "alice")
 		if len(calls) != 1 {
 			t.Fatalf("the sign_in webhook received %d calls for alice, want 1", len(calls))
