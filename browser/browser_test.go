@@ -228,6 +228,7 @@ func TestBrowserEmail(t *testing.T) {
 	auto_https off
 	authgate {
 		secret %s
+		url %s
 		provider email {
 			mailer %s
 			from "authgate <auth@example.com>"
@@ -239,7 +240,7 @@ func TestBrowserEmail(t *testing.T) {
 	authgate
 	reverse_proxy %s
 }
-`, secret, mp.MailerURL("", ""), origin, strings.TrimPrefix(upstream.URL, "http://")))
+`, secret, origin, mp.MailerURL("", ""), origin, strings.TrimPrefix(upstream.URL, "http://")))
 
 	p := startBrowser(t)
 

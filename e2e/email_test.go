@@ -132,7 +132,8 @@ func TestEmailSignIn(t *testing.T) {
 	up := newUpstream(t)
 	mailer := mp.MailerURL("authgate", "mail-password-e2e")
 	caddy := testcaddy.Start(t, globalBlock(
-		emailProvider("", mailer)+
+		"\t\turl "+base+"\n"+
+			emailProvider("", mailer)+
 			emailProvider("quick", mailer, "name \"Quick link\"", "max_age 1s")+
 			emailProvider("down", fmt.Sprintf("smtp://authgate:mail-password-e2e@127.0.0.1:%d?tls=none", deadPort))+
 			emailProvider("flaky", "smtp://"+flaky.addr+"?tls=none")+

@@ -71,7 +71,7 @@ func TestIsNewUser(t *testing.T) {
 	base := origin(port)
 	idp := storeIDP(t, base, "oidc")
 	up := newUpstream(t)
-	caddy := testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer)+emailProvider("", "log")+newUserJWT)+
+	caddy := testcaddy.Start(t, globalBlock("\t\turl "+base+"\n"+oidcProvider("oidc", idp.Issuer)+emailProvider("", "log")+newUserJWT)+
 		siteBlock(port, "authgate", up.URL))
 
 	subs := map[string]string{}
@@ -124,7 +124,7 @@ func TestAccountNotLinked(t *testing.T) {
 	idp := storeIDP(t, base, "oidc", "linking")
 	up := newUpstream(t)
 	linking := fmt.Sprintf("\t\tprovider oidc linking {\n\t\t\tissuer %s\n\t\t\tclient_id linking-client\n\t\t\tclient_secret linking-client-secret\n\t\t\tscopes openid email profile\n\t\t\tallow_email_linking\n\t\t}\n", idp.Issuer)
-	caddy := testcaddy.Start(t, globalBlock(emailProvider("", "log")+oidcProvider("oidc", idp.Issuer)+linking+newUserJWT)+
+	caddy := testcaddy.Start(t, globalBlock("\t\turl "+base+"\n"+emailProvider("", "log")+oidcProvider("oidc", idp.Issuer)+linking+newUserJWT)+
 		siteBlock(port, "authgate", up.URL))
 
 	b := newBrowser(t)
@@ -204,7 +204,7 @@ func TestBoltSurvivesRestart(t *testing.T) {
 	base := origin(port)
 	up := newUpstream(t)
 	db := filepath.Join(t.TempDir(), "authgate.db")
-	caddyfile := globalBlock(emailProvider("", "log")+"\t\tstore bolt "+db+"\n"+newUserJWT) + siteBlock(port, "authgate", up.URL)
+	caddyfile := globalBlock("\t\turl "+base+"\n"+emailProvider("", "log")+"\t\tstore bolt "+db+"\n"+newUserJWT) + siteBlock(port, "authgate", up.URL)
 	caddy := testcaddy.Start(t, caddyfile)
 
 	b := newBrowser(t)

@@ -413,6 +413,12 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		if _, dup := rl.byID[p.ID()]; dup {
 			return nil, fmt.Errorf("two providers have the id %q: give one an id (`provider %s <id>`)", p.ID(), pc.Kind)
 		}
+		if p.Type() == providers.TypeEmail && rl.baseURL == nil {
+			// Links are built from the site's origin. Taken from the request, a
+			// forged Host header would mail the victim a working token on the
+			// attacker's host (on a site that answers any host).
+			return nil, fmt.Errorf("provider %q: the email provider needs the realm's `url` (such as `url https://app.example.com`): sign-in links are built from it, never from the request's Host header", p.ID())
+		}
 		rl.byID[p.ID()] = p
 		rl.providers = append(rl.providers, p)
 	}
