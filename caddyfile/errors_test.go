@@ -709,6 +709,11 @@ func TestValidateErrors(t *testing.T) {
 			want: []string{"Caddyfile:9", "webhook URL", "http(s)"},
 		},
 		{
+			name:      "email provider without the realm's url",
+			caddyfile: withRealm("secret "+testSecret, "provider email {\n\t\t\tmailer log\n\t\t\tfrom auth@example.com\n\t\t}", site),
+			want:      []string{`provider "email"`, "needs the realm's `url`", "Host header"},
+		},
+		{
 			name:      "require with a CEL syntax error",
 			caddyfile: withRealm("secret "+testSecret, credentials, "authgate {\n\t\trequire `token.role ==`\n\t}"),
 			want:      []string{"require", "syntax error"},
