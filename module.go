@@ -17,6 +17,6 @@ func init() {
 	caddy.RegisterModule(handlers.App{})
 	caddy.RegisterModule(handlers.Handler{})
 	httpcaddyfile.RegisterGlobalOption("authgate", caddyfile.ParseGlobal)
-	httpcaddyfile.RegisterHandlerDirective("authgate", caddyfile.ParseHandler)
+	httpcaddyfile.RegisterDirective("authgate", caddyfile.ParseDirective)
 	httpcaddyfile.RegisterDirectiveOrder("authgate", httpcaddyfile.Before, "basic_auth")
 }

@@ -581,6 +581,59 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 //		unauthenticated redirect|status <code>
 //	}
 func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	hd, err := parseHandler(h)
+	if err != nil {
+		return nil, err
+	}
+	return hd, nil
+}
+
+// ParseDirective is the `authgate` directive: ParseHandler's handler in a route
+// with the directive's matcher. With a matcher, a second route sends the realm's
+// endpoints (<base_path>/*) to the same handler, grouped with the first so that
+// one of them runs: `authgate @private` then guards what the matcher matches,
+// and sign-in keeps working even where the matcher leaves /.auth/* out.
+func ParseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	hd, err := parseHandler(h)
+	if err != nil {
+		return nil, err
+	}
+	guard := h.NewRoute(matcherSet, hd)
+	if matcherSet == nil {
+		return guard, nil
+	}
+	endpoints := h.NewRoute(caddy.ModuleMap{
+		"path": caddyconfig.JSON(caddyhttp.MatchPath{basePath(h, hd.Realm) + "/*"}, nil),
+	}, hd)
+	vals := append(endpoints, guard...)
+	h.GroupRoutes(vals)
+	return vals, nil
+}
+
+// basePath is the base_path of the realm named in the global options, or the default.
+func basePath(h httpcaddyfile.Helper, realm string) string {
+	if realm == "" {
+		realm = handlers.DefaultRealm
+	}
+	if opt, ok := h.Option("authgate").(httpcaddyfile.App); ok {
+		var app handlers.App
+		if json.Unmarshal(opt.Value, &app) == nil {
+			if r := app.Realms[realm]; r != nil && r.BasePath != "" {
+				return strings.TrimSuffix(r.BasePath, "/")
+			}
+		}
+	}
+	return "/.auth"
+}
+
+func parseHandler(h httpcaddyfile.Helper) (*handlers.Handler, error) {
 	h.Next() // directive name
 	var hd handlers.Handler
 	if h.NextArg() {
