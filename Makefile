@@ -24,6 +24,7 @@ check:
 test: deps check
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./store/... ./internal/... ./e2e/
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./handlers/ ./session/ ./callbacks/ ./store/   # benchmarks still compile and run
 
 build:
 	$(GO) build -o caddy ./cmd/caddy
@@ -37,4 +38,4 @@ bench:
 	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
 	@[ -d bench/node/node_modules/next-auth ] || (cd bench/node && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
 	@[ -d testdata/node/node_modules/@auth/core ] || (cd testdata/node && npm ci --no-audit --no-fund --loglevel=error)
-	GO=$(GO) bash bench/run.sh
+	@GO=$(GO) bash bench/run.sh

@@ -28,6 +28,9 @@
 #   BENCH_REF=<commit>              build cmd/caddy (and run BenchmarkDecode) from this commit
 #                                   instead of the working tree; bench/ itself always runs
 #                                   from the working tree
+#   BENCH_BASELINE=<commit>         also build that commit and run its (b) and (c) in the same
+#                                   alternation (a, b, c, b', c'): a paired before/after
+#                                   comparison that drifting background load cannot skew
 #   BENCH_COOKIES=1                 >1: that many users' cookies, sent in turn (bench/cookies.lua)
 #   BENCH_LABEL=…                   the report's title (default: what Caddy was built from)
 #
@@ -48,12 +51,16 @@ pin=${BENCH_PIN:-1}
 port_base=${BENCH_PORT_BASE:-18400}
 iterations=${BENCH_DECODE_ITERATIONS:-2000}
 ref=${BENCH_REF:-}
+baseline=${BENCH_BASELINE:-}
 ncookies=${BENCH_COOKIES:-1}
 go=${GO:-go}
 
+# A configuration: its Caddyfile (bench/caddyfiles/<kind>.Caddyfile), Caddy binary, ports.
 configs=(bare authgate rules)
 declare -A title=([bare]="(a) bare reverse_proxy" [authgate]="(b) authgate" [rules]="(c) authgate + require + 5 headers")
+declare -A kind=([bare]=bare [authgate]=authgate [rules]=rules)
 declare -A port=([bare]=$((port_base)) [authgate]=$((port_base + 10)) [rules]=$((port_base + 20)))
+declare -A bin
 
 log() { echo "bench: $*" >&2; }
 us() { awk -v n="$1" 'BEGIN {printf "%.1f", n / 1000}'; }      # ns → µs
@@ -99,23 +106,41 @@ cleanup() {
 trap cleanup EXIT
 
 # --- build -------------------------------------------------------------------------
-if [ -n "$ref" ]; then
-	rev=$(git rev-parse --verify --short "$ref^{commit}") || die "BENCH_REF=$ref is not a commit"
-	mkdir "$tmp/src"
-	git archive "$rev" | tar -x -C "$tmp/src"
-	src=$tmp/src
-	built_from="commit $rev ($(git log -1 --format='%cd, %s' --date=format:'%Y-%m-%d %H:%M' "$rev" | cut -c1-90))"
-else
-	src=$root
-	built_from="the working tree"
-	if git rev-parse --verify -q HEAD >/dev/null 2>&1; then
-		built_from+=" at $(git rev-parse --short HEAD)"
-		git diff --quiet HEAD -- . ':!bench' ':!BENCH.md' 2>/dev/null || built_from+=" with uncommitted changes"
+# build_caddy <commit or ""> <binary>: builds cmd/caddy from that commit (git archive into
+# the temporary folder) or from the working tree, and sets src, short_from and built_from.
+build_caddy() {
+	if [ -n "$1" ]; then
+		local rev
+		rev=$(git rev-parse --verify --short "$1^{commit}") || die "$1 is not a commit"
+		src=$tmp/src-$rev
+		mkdir -p "$src"
+		git archive "$rev" | tar -x -C "$src"
+		short_from="commit $rev"
+		built_from="commit $rev ($(git log -1 --format='%cd, %s' --date=format:'%Y-%m-%d %H:%M' "$rev" | cut -c1-90))"
+	else
+		src=$root
+		built_from="the working tree"
+		short_from=$built_from
+		if git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+			built_from+=" at $(git rev-parse --short HEAD)"
+			git diff --quiet HEAD -- . ':!bench' ':!BENCH.md' 2>/dev/null || built_from+=" with uncommitted changes"
+		fi
 	fi
+	log "building cmd/caddy from $built_from into $2"
+	(cd "$src" && "$go" build -o "$2" ./cmd/caddy)
+}
+if [ -n "$baseline" ]; then
+	build_caddy "$baseline" "$tmp/caddy-baseline"
+	baseline_from=$built_from baseline_short=$short_from
+	configs+=(authgate-baseline rules-baseline)
+	kind+=([authgate-baseline]=authgate [rules-baseline]=rules)
+	title+=([authgate-baseline]="(b′) authgate, baseline" [rules-baseline]="(c′) authgate + require + 5 headers, baseline")
+	port+=([authgate-baseline]=$((port_base + 30)) [rules-baseline]=$((port_base + 40)))
+	bin+=([authgate-baseline]=$tmp/caddy-baseline [rules-baseline]=$tmp/caddy-baseline)
 fi
-label=${BENCH_LABEL:-$built_from}
-log "building cmd/caddy from $built_from, and the bench tools, into $tmp"
-(cd "$src" && "$go" build -o "$tmp/caddy" ./cmd/caddy)
+build_caddy "$ref" "$tmp/caddy" # last, so that src is this build's (BenchmarkDecode runs there)
+bin+=([bare]=$tmp/caddy [authgate]=$tmp/caddy [rules]=$tmp/caddy)
+label=${BENCH_LABEL:-$short_from${baseline:+ vs $baseline_short}}
 "$go" build -o "$tmp/mkcookie" ./bench/mkcookie
 "$go" build -o "$tmp/decodeop" ./bench/decodeop
 caddy_version=$("$tmp/caddy" version | awk '{print $1}')
@@ -134,7 +159,7 @@ c=${ct:5:1}
 [ "$c" = A ] && c=B || c=A
 tampered_token=$h.$k.$iv.${ct:0:5}$c${ct:6}.$tag
 
-# --- start the three Caddy processes ------------------------------------------------
+# --- start the Caddy processes, one per configuration ------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for c in "${configs[@]}"; do
 	p=${port[$c]}
@@ -145,7 +170,7 @@ for c in "${configs[@]}"; do
 	# Caddy's own storage (and nothing else) goes to the temporary folder.
 	BENCH_PORT=$p BENCH_UPPORT=$((p + 1)) BENCH_SECRET=$secret BENCH_USERS=$root/bench/users.txt \
 		XDG_DATA_HOME=$tmp/$c/data XDG_CONFIG_HOME=$tmp/$c/config \
-		"${on_server[@]}" "$tmp/caddy" run --adapter caddyfile --config "bench/caddyfiles/$c.Caddyfile" \
+		"${on_server[@]}" "${bin[$c]}" run --adapter caddyfile --config "bench/caddyfiles/${kind[$c]}.Caddyfile" \
 		>"$tmp/$c.log" 2>&1 &
 	pid[$c]=$!
 	pids+=($!)
@@ -177,14 +202,16 @@ expect() { # expect <config> <what> <want status> <cookie>
 	log "ok: $1 $2 -> $3"
 	[ "$3" != 200 ] || [ "$got" = "200 ok 0" ] || die "$1 $2: want body 'ok' and no Set-Cookie, got '$got'"
 }
-expect bare "with the cookie" 200 "$token"
-for c in authgate rules; do
+for c in "${configs[@]}"; do
 	expect "$c" "with the cookie" 200 "$token"
+	case ${kind[$c]} in
+	bare) continue ;;
+	authgate) expect "$c" "as a user require would refuse" 200 "$refused_token" ;;
+	rules) expect "$c" "as a user require refuses" 403 "$refused_token" ;;
+	esac
 	expect "$c" "without a cookie" 401 ""
 	expect "$c" "with a tampered cookie" 401 "$tampered_token"
 done
-expect authgate "as a user require would refuse" 200 "$refused_token"
-expect rules "as a user require refuses" 403 "$refused_token"
 
 # --- load --------------------------------------------------------------------------
 # The machine may be shared (other builds and tests), so beside wrk's figures each run
@@ -192,7 +219,7 @@ expect rules "as a user require refuses" 403 "$refused_token"
 # disturbs much less than throughput, and how many CPUs other processes kept busy.
 tck=$(getconf CLK_TCK)
 proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }              # utime + stime, ticks
-children_cpu() { awk '{print $16 + $17}' "/proc/$BASHPID/stat"; }    # waited-for children (wrk)
+children_cpu() { awk '{print $16 + $17}' "/proc/$$/stat"; }        # the main shell's waited-for children (wrk)
 machine_cpu() { awk '$1 == "cpu" {print $2 + $3 + $4}' /proc/stat; } # user + nice + system, ticks
 now_s() { date +%s.%N; }
 
@@ -204,14 +231,17 @@ wrk_run() {
 	local how=(-H "Cookie: $cookie_name=$token")
 	[ "$ncookies" = 1 ] || how=(-s bench/cookies.lua)
 	BENCH_COOKIE_FILE=$tmp/cookies.txt "${on_client[@]}" wrk -t"$threads" -c"$2" -d"$3" --timeout 5s --latency \
-		-H 'Accept: application/json' "${how[@]}" "http://127.0.0.1:${port[$1]}/" >"$4"
+		-H 'Accept: application/json' "${how[@]}" "http://127.0.0.1:${port[$1]}/" >"$4" 2>&1 || {
+		cat "$4" >&2
+		die "$1: wrk failed"
+	}
 	c1=$(proc_cpu "${pid[$1]}") w1=$(children_cpu) m1=$(machine_cpu) t1=$(now_s)
 	if grep -q 'Non-2xx' "$4"; then
 		cat "$4" >&2
 		die "$1: wrk saw non-2xx answers"
 	fi
 	awk -v c="$((c1 - c0))" -v w="$((w1 - w0))" -v m="$((m1 - m0))" -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" -v tck="$tck" \
-		'/ requests in / {n = $1} END {printf "bench-cpu %.1f %.2f\n", c / tck * 1e6 / n, (m - c - w) / tck / t}' "$4" >>"$4"
+		'/ requests in / {n = $1} END {o = (m - c - w) / tck / t; if (o < 0) o = 0; printf "bench-cpu %.1f %.2f\n", c / tck * 1e6 / n, o}' "$4" >>"$4"
 }
 # to_us converts wrk's "812.00us", "1.23ms", "1.02s" to microseconds.
 to_us() { awk -v v="$1" 'BEGIN {
@@ -224,7 +254,8 @@ parse() {
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$1")
 	p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$1")")
 	p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$1")")
-	read -r cpu others < <(awk '$1 == "bench-cpu" {print $2, $3}' "$1")
+	read -r cpu others < <(awk '$1 == "bench-cpu" {print $2, $3}' "$1") || die "no CPU figures in $1"
+	[ -n "$rps" ] && [ -n "$p50" ] && [ -n "$p99" ] || die "could not read wrk's output $1"
 	sock=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$1")
 }
 
@@ -232,7 +263,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "warm-up: $warmup per configuration"
 for c in "${configs[@]}"; do wrk_run "$c" "$conns" "$warmup" "$tmp/warmup-$c.txt"; done
 
-declare -A rps_list p50_list p99_list cpu_list errors
+declare -A rps_list p50_list p99_list cpu_list errors round_rps round_cpu
 for c in "${configs[@]}"; do errors[$c]=0; done
 rounds_table=""
 for r in $(seq "$rounds"); do
@@ -242,6 +273,7 @@ for r in $(seq "$rounds"); do
 		parse "$out"
 		errors[$c]=$((errors[$c] + ${sock:-0}))
 		rps_list[$c]+="$rps " p50_list[$c]+="$p50 " p99_list[$c]+="$p99 " cpu_list[$c]+="$cpu "
+		round_rps[$c,$r]=$rps round_cpu[$c,$r]=$cpu
 		rounds_table+=$(printf '| %s | %s | %.0f | %s | %s | %s | %s |' "$r" "${title[$c]}" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$cpu" "$others")$'\n'
 		log "round $r $c: $rps req/s, p50 ${p50}us, p99 ${p99}us, Caddy ${cpu} CPU-us/request, other processes ${others} CPUs"
 	done
@@ -285,10 +317,9 @@ bare_cpu=$(median <<<"${cpu_list[bare]}")
 
 echo "## authgate load benchmark — $label"
 echo
-echo "- Caddy built from $built_from."
-echo
+echo "- Caddy built from $built_from${baseline:+; the baseline (b′, c′) from $baseline_from}."
 echo "- $(date -u '+%Y-%m-%d %H:%M UTC'); $ncpu × $cpu_model ($ncpu CPUs); $("$go" version | awk '{print $3}'); Caddy $caddy_version; $(wrk --version 2>&1 | awk 'NR == 1 {print $1, $2}'); Node $(node --version)."
-echo "- \`wrk -t$threads -c$conns -d$duration --latency\`, keep-alive, loopback, the same requests for the three (Accept: application/json and $([ "$ncookies" = 1 ] && echo "one user's session cookie" || echo "$ncookies users' session cookies in turn, bench/cookies.lua")); $rounds rounds alternating a, b, c after a $warmup warm-up each; $pinning."
+echo "- \`wrk -t$threads -c$conns -d$duration --latency\`, keep-alive, loopback, the same requests for every configuration (Accept: application/json and $([ "$ncookies" = 1 ] && echo "one user's session cookie" || echo "$ncookies users' session cookies in turn, bench/cookies.lua")); $rounds round(s) alternating $(for c in "${configs[@]}"; do printf '%s ' "${title[$c]%% *}"; done)after a $warmup warm-up each; $pinning."
 echo "- Load average (1, 5, 15 min) before the rounds: $load_before; after: $load_after."
 echo
 echo "| configuration | req/s (median) | req/s vs (a) | p50 | p99 | Caddy CPU µs/request | CPU vs (a) |"
@@ -296,17 +327,33 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 for c in "${configs[@]}"; do
 	rps=$(median <<<"${rps_list[$c]}")
 	cpu=$(median <<<"${cpu_list[$c]}")
-	printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "${title[$c]}" "$rps" "$(ratio "$rps" "$bare_rps")" \
+	printf '| %s | %.0f | %s | %s | %s | %.1f | %s |\n' "${title[$c]}" "$rps" "$(ratio "$rps" "$bare_rps")" \
 		"$(ms "$(median <<<"${p50_list[$c]}")")" "$(ms "$(median <<<"${p99_list[$c]}")")" "$cpu" "$(ratio "$cpu" "$bare_cpu")"
 done
 echo
 echo "Medians over the rounds. Caddy CPU µs/request is the Caddy process's CPU time (front site + upstream site) divided by the requests wrk completed."
-for c in authgate rules; do
+for c in "${configs[@]:1}"; do
 	echo "- ${title[$c]} costs $(awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[$c]}")" 'BEGIN {printf "%.1f", b - a}') CPU-µs per request more than (a)."
 done
 for c in "${configs[@]}"; do
 	[ "${errors[$c]}" = 0 ] || echo "- ${title[$c]}: wrk reported ${errors[$c]} socket errors."
 done
+if [ -n "$baseline" ]; then
+	echo
+	echo "Paired with the baseline, round by round (the median of the rounds' ratios; below 1 = less CPU or fewer req/s than the baseline):"
+	echo
+	echo "| configuration | req/s ÷ baseline | CPU µs/request ÷ baseline | guard CPU-µs/request over (a): baseline → this build |"
+	echo "|---|---:|---:|---:|"
+	for c in authgate rules; do
+		b=$c-baseline rr="" rc=""
+		for r in $(seq "$rounds"); do
+			rr+="$(ratio "${round_rps[$c,$r]}" "${round_rps[$b,$r]}") "
+			rc+="$(ratio "${round_cpu[$c,$r]}" "${round_cpu[$b,$r]}") "
+		done
+		over() { awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[$1]}")" 'BEGIN {printf "%.1f", b - a}'; }
+		printf '| %s | %.2f | %.2f | %s → %s |\n' "${title[$c]}" "$(median <<<"$rr")" "$(median <<<"$rc")" "$(over "$b")" "$(over "$c")"
+	done
+fi
 echo
 echo "Every round (other CPUs = CPUs kept busy by other processes during the run):"
 echo
@@ -330,6 +377,6 @@ echo "| Auth.js (\`A256CBC-HS512\`, kid) | $(us "$go_authjs_ns") µs ($(us "$go_
 echo "| NextAuth v4 (\`A256GCM\`) | $(us "$go_v4_ns") µs ($(us "$go_v4_min")–$(us "$go_v4_max")) | $(us "$go_v4_cpu") µs | next-auth $next_auth_version: $(us "$node_v4_ns") µs ($(us "$node_v4_min")–$(us "$node_v4_max")) | $(us "$node_v4_cpu") µs | $(ratio "$node_v4_ns" "$go_v4_ns") | $(ratio "$node_v4_cpu" "$go_v4_cpu") |"
 echo
 echo "- Wall: median of 5 batches (fastest–slowest batch in brackets). CPU: the process's user + system time per operation over the 5 batches (Go: garbage collection included; Node: every thread, WebCrypto runs on libuv's pool)."
-echo "- Go: bench/decodeop over the same token strings as Node 5 batches of ~0.4 s after a warm-up. Node: $iterations awaited decode() calls after a warm-up."
+echo "- Go: bench/decodeop, 5 batches of ~0.4 s after a warm-up, over the same token strings as Node. Node: $iterations awaited decode() calls after a warm-up."
 echo "- Both JS libraries derive the key with HKDF on every call (@auth/core also hashes the key for the kid thumbprint); authgate derives its keys once, at provision."
 echo "- \`go test -bench BenchmarkDecode -count 3 ./session/\` (the test's own claims, Auth.js format): $(us "$go_bench_ns") µs/op (median)."
