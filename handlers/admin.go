@@ -159,12 +159,16 @@ func (rl *realm) revokeSessions(r *http.Request, user, sessionID string) (int, e
 				errs = append(errs, err)
 			}
 			rl.broadcast(ctx, "jti "+jti+" "+strconv.FormatInt(s.Expires.Unix(), 10))
-		} else {
-			rl.cache.remove(s.ID)
-			rl.broadcast(ctx, "session "+s.ID)
 		}
+		// A database session is deleted before the caches hear of it: an
+		// instance that dropped it from its cache and read it again before the
+		// deletion would cache it for another databaseCacheTTL.
 		if err := rl.store.DeleteSession(ctx, s.ID); err != nil {
 			errs = append(errs, err)
+		}
+		if !strings.HasPrefix(s.ID, "jwt:") {
+			rl.cache.remove(s.ID)
+			rl.broadcast(ctx, "session "+s.ID)
 		}
 	}
 	return len(list), errors.Join(errs...)

@@ -84,7 +84,10 @@ func (rl *realm) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) *r
 	sum := sha256.Sum256([]byte(rt))
 	lockID := "refresh:" + hex.EncodeToString(sum[:])
 
-	err := rl.store.CreateSession(ctx, store.Session{ID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{}})
+	// The lock is listed under a user of its own (the store requires one): not
+	// under the session's user, whose sessions administrators list, and not
+	// under one shared by every lock, whose list would grow with every refresh.
+	err := rl.store.CreateSession(ctx, store.Session{ID: lockID, UserID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{}})
 	if errors.Is(err, store.ErrConflict) {
 		return rl.awaitRefresh(ctx, lockID, secure)
 	}

@@ -47,10 +47,18 @@ func (s *revocations) add(jti string, until time.Time, now time.Time) {
 	}
 }
 
-func (s *revocations) replace(m map[string]time.Time) {
+// merge adds the revocations of m. Nothing is ever dropped: a revocation is
+// final, and a store that lost its data (a Redis restarted without
+// persistence) must not bring signed-out tokens back to life on the instances
+// that knew of them. Expired entries are pruned by add.
+func (s *revocations) merge(m map[string]time.Time) {
 	s.mu.Lock()
-	s.m = m
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for jti, until := range m {
+		if old, ok := s.m[jti]; !ok || until.After(old) {
+			s.m[jti] = until
+		}
+	}
 }
 
 // The store's optional abilities (see package store).
@@ -96,7 +104,7 @@ func (rl *realm) loadRevocations(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rl.revoked.replace(m)
+	rl.revoked.merge(m)
 	return nil
 }
 
@@ -130,7 +138,10 @@ func (rl *realm) endSession(ctx context.Context, st *sessionState) error {
 	now := rl.now()
 	rl.cache.remove(st.key)
 	if rl.database {
+		// Deleted before other instances hear of it (see revokeSessions); a
+		// request here may have cached it again meanwhile: forget it again.
 		err := rl.store.DeleteSession(ctx, st.key)
+		rl.cache.remove(st.key)
 		rl.broadcast(ctx, "session "+st.key)
 		return err
 	}

@@ -51,6 +51,16 @@ type Options struct {
 	// claims, e.g. {"alice": {"email": "alice@example.com", "groups":
 	// []string{"admins"}}}. "sub" defaults to the login.
 	Accounts map[string]map[string]any
+	// TTL overrides oidc-provider's token lifetimes in seconds, e.g.
+	// {"AccessToken": 2}. Default: oidc-provider's.
+	TTL map[string]int
+	// RefreshTokens makes the provider issue a refresh token with every
+	// authorization code (whether or not offline_access was asked for),
+	// rotate it on every use (a used refresh token is refused, and using
+	// one twice revokes the grant) and serve the revocation endpoint (see
+	// RevokeToken). Default: oidc-provider's (a refresh token only for
+	// offline_access, no revocation endpoint).
+	RefreshTokens bool
 }
 
 // IDP is a running provider.
@@ -71,6 +81,8 @@ type serverConfig struct {
 	Port             int                       `json:"port"`
 	Clients          []serverClient            `json:"clients"`
 	Accounts         map[string]map[string]any `json:"accounts"`
+	TTL              map[string]int            `json:"ttl,omitempty"`
+	RefreshTokens    bool                      `json:"refresh_tokens,omitempty"`
 	ExitOnStdinClose bool                      `json:"exit_on_stdin_close"`
 }
 
@@ -109,7 +121,7 @@ func Start(t testing.TB, opts Options) *IDP {
 		unavailable("oidc-provider is not installed: %v", err)
 	}
 
-	cfg := serverConfig{Accounts: opts.Accounts, ExitOnStdinClose: true}
+	cfg := serverConfig{Accounts: opts.Accounts, TTL: opts.TTL, RefreshTokens: opts.RefreshTokens, ExitOnStdinClose: true}
 	if cfg.Accounts == nil {
 		cfg.Accounts = map[string]map[string]any{}
 	}
@@ -198,6 +210,47 @@ func (p *IDP) Stop() {
 		_ = p.stdin.Close()
 	})
 	<-p.done
+}
+
+// TokenRequests returns the number of token endpoint requests the provider
+// received so far by grant_type ("authorization_code", "refresh_token"),
+// failed ones included.
+func (p *IDP) TokenRequests(t testing.TB) map[string]int {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(p.Issuer + "/test/token-requests")
+	if err != nil {
+		t.Fatalf("testidp: token requests: %v", err)
+	}
+	defer resp.Body.Close()
+	counts := map[string]int{}
+	if err := json.NewDecoder(resp.Body).Decode(&counts); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("testidp: token requests: %s, %v", resp.Status, err)
+	}
+	return counts
+}
+
+// RevokeToken revokes a token issued to client (an access or refresh token)
+// at the provider's revocation endpoint (RFC 7009), which Options.RefreshTokens
+// enables; a revoked refresh token is refused with invalid_grant.
+func (p *IDP) RevokeToken(t testing.TB, client Client, token string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.Issuer+"/token/revocation",
+		strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		t.Fatalf("testidp: revoking a token: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(client.ID), url.QueryEscape(client.Secret))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("testidp: revoking a token: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("testidp: revoking a token: %s: %s", resp.Status, body)
+	}
 }
 
 // Login signs account in at the provider. loginPage is the response of

@@ -13,6 +13,9 @@
 //     "ttl": {"AccessToken": 3600, "IdToken": 3600, "Session": 86400, ...},   // optional, seconds
 //     "pkce_required": true,              // optional; false restores oidc-provider's default
 //                                         // (PKCE required only for public clients)
+//     "refresh_tokens": false,            // optional; true issues a refresh token with every
+//                                         // authorization code (offline_access or not), rotates
+//                                         // it on every use and enables the revocation endpoint
 //     "exit_on_stdin_close": false        // optional; true exits when stdin reaches EOF
 //   }
 //
@@ -23,6 +26,11 @@
 // preferred_username picture ... plus every claim of an account that no
 // other scope lists (e.g. "department"), groups -> groups. Claims are put in
 // the ID token as well as served from userinfo.
+//
+// GET /test/token-requests answers the number of token endpoint requests so
+// far by grant_type, e.g. {"authorization_code": 1, "refresh_token": 2}, failed
+// ones included (a request whose grant_type could not be read counts as
+// "unknown").
 //
 // Once listening it prints exactly one line "READY <issuer>" to stdout. All
 // other output (oidc-provider's development warnings, errors) goes to stderr.
@@ -92,11 +100,16 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     userinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    ...(config.refresh_tokens ? { revocation: { enabled: true } } : {}),
   },
   cookies: {
     keys: ['authgate-test-idp-cookie-key-1', 'authgate-test-idp-cookie-key-2'],
   },
   ...(config.ttl ? { ttl: config.ttl } : {}),
+  ...(config.refresh_tokens ? {
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+  } : {}),
   async findAccount(ctx, id) {
     if (!Object.hasOwn(accounts, id)) {
       return undefined;
@@ -136,6 +149,22 @@ provider.use(async (ctx, next) => {
     ctx.req.body = Object.fromEntries(body);
   }
   await next();
+});
+
+// Token endpoint requests by grant_type, served at GET /test/token-requests.
+const tokenRequests = {};
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/test/token-requests') {
+    ctx.type = 'json';
+    ctx.set('cache-control', 'no-store');
+    ctx.body = JSON.stringify(tokenRequests);
+    return;
+  }
+  await next();
+  if (ctx.oidc?.route === 'token') {
+    const grant = ctx.oidc.params?.grant_type || 'unknown';
+    tokenRequests[grant] = (tokenRequests[grant] ?? 0) + 1;
+  }
 });
 
 provider.on('server_error', (ctx, err) => console.error('testidp: server_error', err));

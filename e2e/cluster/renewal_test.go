@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/authgate/caddy-authgate/internal/testredis"
+)
+
+// TestRenewedSessionsStayRevocable: a jwt session token is re-issued with a
+// new jti whenever it is renewed (update_age), rotated to a new secret or
+// refreshed (refresh_access_token), but sign-out and the administrator's
+// revocation both work by jti. So signing out with the renewed cookie leaves
+// the cookie it replaced valid until it expires (max_age, 30 days by
+// default), and an administrator who revokes a user's sessions revokes the
+// jti of each session's first token only, leaving the user's current cookie
+// valid. Two instances share Redis.
+//
+// KNOWN BUG, not fixed here: the fix needs an identifier that survives
+// re-issuing, which session.Codec.Encode (a new jti each time, as Auth.js
+// does) cannot give without a change to the token's contents (for instance
+// a session id claim set at sign-in, carried by every re-issue, revoked until
+// now+max_age and used for the jwt:<id> record), that is, to the design
+// contract. Remove the Skip once fixed.
+func TestRenewedSessionsStayRevocable(t *testing.T) {
+	t.Skip("known bug: renewed jwt tokens get a new jti, which sign-out and admin revocation do not follow (see the comment)")
+
+	rs := testredis.NewServer(t)
+	const prefix = "renew:"
+	up := newUpstream(t)
+	cfg := siteConfig{Realm: credentialsProvider(usersFile(t, "alice", "admin")) + redisStore(rs.Addr, prefix) +
+		"\t\tsession {\n\t\t\tupdate_age 1s\n\t\t}\n" +
+		"\t\tadmin {\n\t\t\trequire " + bt + `token.sub == "admin"` + bt + "\n\t\t}\n"}
+	a := startInstance(t, "A", up, false, cfg)
+	b := startInstance(t, "B", up, false, cfg)
+	waitSubscribers(t, rs.Addr, prefix, 2, 10*time.Second)
+
+	// renew waits until update_age has passed and returns the cookie a request
+	// with v re-issues.
+	renew := func(v string) string {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond)
+		r := api(t, a.base+"/app", v)
+		wantStatus(t, r, http.StatusOK)
+		sc := setCookie(r, sessionCookie)
+		if sc == nil || sc.Value == v {
+			t.Fatalf("%s: the session was not renewed", r.what)
+		}
+		return sc.Value
+	}
+
+	t.Run("sign-out", func(t *testing.T) {
+		first := signIn(t, a, "alice")
+		current := renew(first)
+		signOut(t, b, current)
+		refusedWithin(t, a, current, "the renewed cookie signed out on B, sent to A")
+		// A copy of the cookie from before the renewal is the same session.
+		refusedWithin(t, a, first, "the cookie the signed-out one replaced, sent to A")
+		wantSignedOut(t, api(t, b.base+"/app", first))
+	})
+
+	t.Run("admin", func(t *testing.T) {
+		first := signIn(t, a, "alice")
+		current := renew(first)
+		admin := signIn(t, a, "admin")
+		tok, c := csrf(t, a)
+		r := mustDo(t, request{method: http.MethodPost, url: a.base + "/.auth/admin/revoke", accept: jsonAccept,
+			cookies: []*http.Cookie{c, sessionC(admin)}, json: map[string]any{"user": "alice", "csrfToken": tok}})
+		wantStatus(t, r, http.StatusOK)
+		for _, in := range []*instance{a, b} {
+			refusedWithin(t, in, current, "alice's current cookie after an administrator revoked her sessions")
+			refusedWithin(t, in, first, "alice's first cookie after an administrator revoked her sessions")
+		}
+	})
+}
