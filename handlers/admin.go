@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -153,12 +152,11 @@ func (rl *realm) revokeSessions(r *http.Request, user, sessionID string) (int, e
 	now := rl.now()
 	var errs []error
 	for _, s := range list {
-		if jti, ok := strings.CutPrefix(s.ID, "jwt:"); ok {
-			rl.revoked.add(jti, s.Expires, now)
-			if err := rl.store.Revoke(ctx, jti, s.Expires); err != nil {
+		if sid, ok := strings.CutPrefix(s.ID, "jwt:"); ok {
+			if err := rl.revokeSID(ctx, sid, now); err != nil {
 				errs = append(errs, err)
 			}
-			rl.broadcast(ctx, "jti "+jti+" "+strconv.FormatInt(s.Expires.Unix(), 10))
+			continue
 		}
 		// A database session is deleted before the caches hear of it: an
 		// instance that dropped it from its cache and read it again before the
@@ -166,10 +164,8 @@ func (rl *realm) revokeSessions(r *http.Request, user, sessionID string) (int, e
 		if err := rl.store.DeleteSession(ctx, s.ID); err != nil {
 			errs = append(errs, err)
 		}
-		if !strings.HasPrefix(s.ID, "jwt:") {
-			rl.cache.remove(s.ID)
-			rl.broadcast(ctx, "session "+s.ID)
-		}
+		rl.cache.remove(s.ID)
+		rl.broadcast(ctx, "session "+s.ID)
 	}
 	return len(list), errors.Join(errs...)
 }

@@ -17,8 +17,10 @@ type tokenCache struct {
 // tokenEntry is a decoded token and what was computed from it. Its maps are shared
 // between requests: nothing may modify them.
 type tokenEntry struct {
-	claims  map[string]any
-	jti     string
+	claims map[string]any
+	// sid identifies the session across re-issued tokens (renewal, refresh,
+	// update, secret rotation), which each get a new jti; revocation is by sid.
+	sid     string
 	iat     time.Time
 	expires time.Time
 	// cacheUntil, when set, ends the entry's life in the cache before expires
@@ -122,7 +124,11 @@ func (c *tokenCache) len() int {
 
 func newTokenEntry(claims map[string]any) *tokenEntry {
 	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
-	e.jti, _ = claims["jti"].(string)
+	e.sid, _ = claims["sid"].(string)
+	if e.sid == "" {
+		// A token made elsewhere (Auth.js) has no sid: its jti is all there is.
+		e.sid, _ = claims["jti"].(string)
+	}
 	e.failedRefresh = claims["error"] == errRefresh
 	for i, k := range [3]string{"sub", "email", "name"} {
 		if s, ok := claims[k].(string); ok && s != "" {

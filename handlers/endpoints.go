@@ -165,7 +165,7 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 		e.stale = !current
 		rl.cache.put(raw, e, now)
 	}
-	if rl.revoked.has(e.jti, now) {
+	if rl.revoked.has(e.sid, now) {
 		session.ClearChunked(w, r, name, rl.cookieOpts(r))
 		return nil, nil
 	}
@@ -179,6 +179,7 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 		if tok, ne, err := rl.issueToken(e.claims, secure, now); err == nil {
 			session.SetChunked(w, r, name, tok, rl.maxAge, rl.cookieOpts(r))
 			e, key = ne, tok
+			rl.recordJWTSession(r.Context(), e)
 		} else {
 			rl.logger.Error("renewing the session token", zap.Error(err))
 		}
@@ -201,6 +202,24 @@ func (rl *realm) issueToken(claims map[string]any, secure bool, now time.Time) (
 	e := newTokenEntry(full)
 	rl.cache.put(tok, e, now)
 	return tok, e, nil
+}
+
+// recordJWTSession lists a jwt session under its user in the store (with the
+// expiry of its newest token), so that an administrator can see and revoke it.
+// The cookie works without the record; a failure is only logged.
+func (rl *realm) recordJWTSession(ctx context.Context, e *tokenEntry) {
+	sub, _ := e.claims["sub"].(string)
+	if sub == "" || e.sid == "" || rl.store == nil {
+		return
+	}
+	s := store.Session{ID: jwtSessionID(e.sid), UserID: sub, Expires: e.expires}
+	err := rl.store.CreateSession(ctx, s)
+	if errors.Is(err, store.ErrConflict) {
+		err = rl.store.UpdateSession(ctx, s)
+	}
+	if err != nil {
+		rl.logger.Error("recording the session for its user", zap.Error(err))
+	}
 }
 
 // databaseCacheTTL bounds how long a database session is trusted without asking
@@ -287,17 +306,15 @@ func (rl *realm) startSession(w http.ResponseWriter, r *http.Request, claims map
 			return err
 		}
 	} else {
+		if sid, _ := claims["sid"].(string); sid == "" {
+			claims["sid"] = randomString()
+		}
 		tok, e, err := rl.issueToken(claims, secure, now)
 		if err != nil {
 			return err
 		}
 		value = tok
-		if sub != "" && e.jti != "" {
-			if err := rl.store.CreateSession(ctx, store.Session{ID: jwtSessionID(e.jti), UserID: sub, Expires: e.expires}); err != nil {
-				// The cookie works without this record; only the admin listing misses it.
-				rl.logger.Error("recording the session for its user", zap.Error(err))
-			}
-		}
+		rl.recordJWTSession(ctx, e)
 	}
 	session.SetChunked(w, r, rl.sessionNames[idx(secure)], value, rl.maxAge, rl.cookieOpts(r))
 	return nil
@@ -801,7 +818,10 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		raw, _ := session.ReadChunked(r, rl.sessionNames[idx(rl.secure(r))])
 		session.SetChunked(w, r, rl.sessionNames[idx(rl.secure(r))], raw, rl.maxAge, rl.cookieOpts(r))
 	} else {
-		// The old token is replaced, not revoked: it expires on its own.
+		// The new token continues the session: same sid, so a sign-out still ends it.
+		if _, ok := claims["sid"]; !ok && st.entry != nil {
+			claims["sid"] = st.entry.sid
+		}
 		if err := rl.startSession(w, r, claims); err != nil {
 			rl.logger.Error("encoding the updated session", zap.Error(err))
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": errConfiguration})

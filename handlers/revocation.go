@@ -13,7 +13,7 @@ import (
 	"github.com/authgate/caddy-authgate/store"
 )
 
-// revocations is this instance's copy of the revoked token ids (jti → until), so
+// revocations is this instance's copy of the revoked sessions (sid → until), so
 // that the guard checks revocation without a store round-trip. It is loaded from
 // the store at start and kept current by the store's broadcasts (Redis pub/sub),
 // which also carry database-session deletions.
@@ -108,16 +108,16 @@ func (rl *realm) loadRevocations(ctx context.Context) error {
 	return nil
 }
 
-// onEvent applies another instance's event: "jti <id> <unix until>" or
+// onEvent applies another instance's event: "sid <id> <unix until>" or
 // "session <hash>".
 func (rl *realm) onEvent(msg string) {
 	kind, rest, _ := strings.Cut(msg, " ")
 	switch kind {
-	case "jti":
-		jti, until, _ := strings.Cut(rest, " ")
+	case "sid":
+		sid, until, _ := strings.Cut(rest, " ")
 		sec, err := strconv.ParseInt(until, 10, 64)
-		if err == nil && jti != "" {
-			rl.revoked.add(jti, time.Unix(sec, 0), rl.now())
+		if err == nil && sid != "" {
+			rl.revoked.add(sid, time.Unix(sec, 0), rl.now())
 		}
 	case "session":
 		rl.cache.remove(rest)
@@ -132,8 +132,8 @@ func (rl *realm) broadcast(ctx context.Context, msg string) {
 	}
 }
 
-// endSession ends the request's session everywhere: a jwt token's jti is revoked
-// until it expires, a database session is deleted.
+// endSession ends the request's session everywhere: a jwt session's sid is
+// revoked, a database session is deleted.
 func (rl *realm) endSession(ctx context.Context, st *sessionState) error {
 	now := rl.now()
 	rl.cache.remove(st.key)
@@ -145,22 +145,28 @@ func (rl *realm) endSession(ctx context.Context, st *sessionState) error {
 		rl.broadcast(ctx, "session "+st.key)
 		return err
 	}
-	jti, _ := st.token["jti"].(string)
-	if jti == "" || !now.Before(st.expires) {
+	if st.entry == nil || st.entry.sid == "" {
 		return nil
 	}
-	rl.revoked.add(jti, st.expires, now)
+	return rl.revokeSID(ctx, st.entry.sid, now)
+}
+
+// revokeSID revokes every token of a jwt session on every instance. Tokens of a
+// session never outlive max_age from now, so the revocation need not either.
+func (rl *realm) revokeSID(ctx context.Context, sid string, now time.Time) error {
+	until := now.Add(rl.maxAge)
+	rl.revoked.add(sid, until, now)
 	var errs []error
-	if err := rl.store.Revoke(ctx, jti, st.expires); err != nil {
+	if err := rl.store.Revoke(ctx, sid, until); err != nil {
 		errs = append(errs, err)
 	}
-	if err := rl.store.DeleteSession(ctx, jwtSessionID(jti)); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := rl.store.DeleteSession(ctx, jwtSessionID(sid)); err != nil && !errors.Is(err, store.ErrNotFound) {
 		errs = append(errs, err)
 	}
-	rl.broadcast(ctx, "jti "+jti+" "+strconv.FormatInt(st.expires.Unix(), 10))
+	rl.broadcast(ctx, "sid "+sid+" "+strconv.FormatInt(until.Unix(), 10))
 	return errors.Join(errs...)
 }
 
 // jwtSessionID names the store record that lists a jwt session under its user,
 // so that an administrator can see and revoke it.
-func jwtSessionID(jti string) string { return "jwt:" + jti }
+func jwtSessionID(sid string) string { return "jwt:" + sid }
