@@ -3,6 +3,7 @@ package callbacks
 import (
 	"context"
 	"errors"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -1069,6 +1070,43 @@ func BenchmarkSession(b *testing.B) {
 		s, err := c.Session(ctx, in)
 		if err != nil || s["user"].(map[string]any)["role"] != "admin" {
 			b.Fatalf("Session = %v, %v", s, err)
+		}
+	}
+}
+
+func BenchmarkRedirect(b *testing.B) {
+	c := mustCallbacks(b, Config{Redirect: []Rule{
+		rule("1", "allow_origin", args("https://*.example.com"), nil),
+		rule("2", "rewrite", args(`base_url + "/welcome"`), ifCEL(`url == base_url + "/"`)),
+	}})
+	base := &url.URL{Scheme: "https", Host: "app.example.com"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		u, err := c.Redirect(ctx, "https://docs.example.com/guide?x=1", base, nil)
+		if err != nil || u != "https://docs.example.com/guide?x=1" {
+			b.Fatalf("Redirect = %q, %v", u, err)
+		}
+	}
+}
+
+func BenchmarkJWT(b *testing.B) {
+	c := mustCallbacks(b, Config{JWT: []Rule{
+		rule("1", "set", args("role", `"admins" in profile.groups ? "admin" : "user"`), nil),
+		rule("2", "set", args("groups", "profile.groups"), nil),
+	}})
+	in := JWTInput{
+		User:    map[string]any{"id": "u1", "name": "Ada", "email": "ada@example.com"},
+		Account: map[string]any{"provider": "oidc", "type": "oidc"},
+		Profile: map[string]any{"groups": []any{"staff", "admins"}},
+		Trigger: "sign_in",
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		tok, err := c.JWT(ctx, in)
+		if err != nil || tok["role"] != "admin" {
+			b.Fatalf("JWT = %v, %v", tok, err)
 		}
 	}
 }
