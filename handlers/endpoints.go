@@ -735,8 +735,7 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
 	st, err := rl.readSession(w, r)
 	if err != nil {
-		rl.logger.Error("reading the session failed", zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
+		_ = rl.unavailable(w, r, err)
 		return
 	}
 	if st == nil {
@@ -748,9 +747,15 @@ func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"error": errRefresh})
 		return
 	}
-	sess, err := st.session(r)
+	st.writeJSON(w, r)
+}
+
+// writeJSON answers with the session, or {} (signed out) when the session
+// callback fails: a client must never take a broken session for a good one.
+func (s *sessionState) writeJSON(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.session(r)
 	if err != nil {
-		rl.logger.Error("session callback failed; answering as signed out", zap.Error(err))
+		s.rl.logger.Error("session callback failed; answering as signed out", zap.Error(err))
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
@@ -791,8 +796,7 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err := rl.readSession(w, r)
 	if err != nil {
-		rl.logger.Error("reading the session failed", zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
+		_ = rl.unavailable(w, r, err)
 		return
 	}
 	if st == nil {
@@ -829,13 +833,7 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st = &sessionState{rl: rl, token: claims, expires: now.Add(rl.maxAge)}
-	sess, err := st.session(r)
-	if err != nil {
-		rl.logger.Error("session callback failed", zap.Error(err))
-		writeJSON(w, http.StatusOK, map[string]any{})
-		return
-	}
-	writeJSON(w, http.StatusOK, sess)
+	st.writeJSON(w, r)
 }
 
 // providersJSON: GET /providers, in Auth.js's shape.
