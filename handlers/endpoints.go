@@ -449,15 +449,23 @@ func (rl *realm) redirectURI(r *http.Request, id string) string {
 	return rl.base(r).String() + rl.basePath + "/callback/" + url.PathEscape(id)
 }
 
+// provider finds a provider by id, or answers 404.
+func (rl *realm) provider(w http.ResponseWriter, id string) (providers.Provider, bool) {
+	p, ok := rl.byID[id]
+	if !ok {
+		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Unknown provider", Message: "There is no sign-in provider by that name."})
+	}
+	return p, ok
+}
+
 // signin starts a sign-in: POST /signin/{provider}.
 func (rl *realm) signin(w http.ResponseWriter, r *http.Request, id string) {
 	if err := parseForm(w, r); err != nil {
 		rl.fail(w, r, errOAuthSignin, err)
 		return
 	}
-	p, ok := rl.byID[id]
+	p, ok := rl.provider(w, id)
 	if !ok {
-		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Unknown provider", Message: "There is no sign-in provider by that name."})
 		return
 	}
 	if !rl.checkCSRF(r) {
@@ -508,9 +516,8 @@ func (rl *realm) callback(w http.ResponseWriter, r *http.Request, id string) {
 			return
 		}
 	}
-	p, ok := rl.byID[id]
+	p, ok := rl.provider(w, id)
 	if !ok {
-		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Unknown provider", Message: "There is no sign-in provider by that name."})
 		return
 	}
 	switch p := p.(type) {
