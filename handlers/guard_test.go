@@ -54,3 +54,20 @@ func TestGuardBenchmarkRequests(t *testing.T) {
 		t.Errorf("a tampered session was not redirected to sign in; headers %v", w.h)
 	}
 }
+
+// The request variable that rules and webhooks see carries no cookies or credentials.
+func TestRequestVarsLeaveOutSecrets(t *testing.T) {
+	r := benchRequest(&http.Cookie{Name: "authgate.session-token", Value: "secret-token"})
+	r.Header.Set("Authorization", "Bearer secret")
+	r.Header.Set("Proxy-Authorization", "Basic secret")
+	r.Header.Set("X-Tenant", "acme")
+	h := requestVars(r)["headers"].(map[string]any)
+	for _, k := range []string{"cookie", "authorization", "proxy-authorization"} {
+		if v, ok := h[k]; ok {
+			t.Errorf("request.headers[%q] = %v, want it left out", k, v)
+		}
+	}
+	if h["x-tenant"] != "acme" {
+		t.Errorf("request.headers[x-tenant] = %v, want acme", h["x-tenant"])
+	}
+}

@@ -338,10 +338,16 @@ func headerNameEqual(k, want string) bool {
 }
 
 // requestVars is the `request` variable of rules.
+// Cookies and credentials are left out: rules have no use for them, and webhooks
+// receive these variables.
 func requestVars(r *http.Request) map[string]any {
 	headers := make(map[string]any, len(r.Header))
 	for k, v := range r.Header {
-		headers[strings.ToLower(k)] = strings.Join(v, ",")
+		switch k = strings.ToLower(k); k {
+		case "cookie", "authorization", "proxy-authorization":
+			continue
+		}
+		headers[k] = strings.Join(v, ",")
 	}
 	query := map[string]any{}
 	for k, v := range r.URL.Query() {
