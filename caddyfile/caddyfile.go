@@ -34,9 +34,15 @@ import (
 //			compat next-auth-v4
 //		}
 //		session {
-//			strategy jwt
+//			strategy jwt|database
 //			max_age <duration>
 //			update_age <duration>
+//		}
+//		store memory | bolt [<path>] | redis <url> {
+//			prefix <prefix>
+//		}
+//		admin {
+//			require <condition>
 //		}
 //		provider <type> [<id>] {
 //			name <display name>
@@ -48,7 +54,15 @@ import (
 //			token_url <url>
 //			userinfo_url <url>
 //			api_url <url>
+//			allow_email_linking
 //			users_file <path>
+//			authorize_url <url>
+//			timeout <duration>
+//			mailer <smtp://user:pass@host:port | smtps://… | log>
+//			from <address>
+//			max_age <duration>
+//			subject <text>
+//			template <file>
 //		}
 //		callbacks {
 //			sign_in { <rule…> }
