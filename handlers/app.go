@@ -404,8 +404,9 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		return nil, fmt.Errorf("no provider: add at least one `provider <type> { … }`")
 	}
 	for _, pc := range cfg.Providers {
-		pc.ClientSecret = repl.ReplaceAll(pc.ClientSecret, "")
-		pc.ClientID = repl.ReplaceAll(pc.ClientID, "")
+		for _, f := range []*string{&pc.ClientSecret, &pc.ClientID, &pc.Mailer, &pc.AuthorizeURL, &pc.UsersFile} {
+			*f = repl.ReplaceAll(*f, "")
+		}
 		p, err := providers.New(ctx, pc, client, logger)
 		if err != nil {
 			return nil, err
