@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/authgate/caddy-authgate/internal/testenv"
 	"github.com/authgate/caddy-authgate/session"
 )
 
@@ -36,18 +36,6 @@ const (
 	// startTimeout bounds how long Chromium may take to start.
 	startTimeout = 30 * time.Second
 )
-
-// unavailable skips the test when the browser cannot be used, or fails it on CI,
-// where a missing browser is a broken setup rather than a developer machine
-// without Chromium.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("browser: %s", msg)
-	}
-	t.Skipf("browser: skipping: %s; `make test` installs Debian's chromium (apt-get install chromium)", msg)
-}
 
 // page is one tab of a headless Chromium started for one test. Its methods fail
 // the test with the tab's URL, its text and a screenshot when something goes
@@ -63,7 +51,7 @@ type page struct {
 func startBrowser(t *testing.T) *page {
 	t.Helper()
 	if fi, err := os.Stat(chromiumPath); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		unavailable(t, "%s is missing or not executable (%v)", chromiumPath, err)
+		testenv.Unavailable(t, "browser: Debian's chromium (%s) is missing or not executable (%v)", chromiumPath, err)
 	}
 	profile := t.TempDir() // removed after the browser stopped: cleanups run last-in, first-out
 	output := &syncBuffer{}
@@ -104,7 +92,7 @@ func startBrowser(t *testing.T) *page {
 		err = fmt.Errorf("not started within %v: %w", startTimeout, <-started)
 	}
 	if err != nil {
-		unavailable(t, "starting %s: %v\nits output:\n%s", chromiumPath, err, output.String())
+		testenv.Unavailable(t, "browser: starting Debian's chromium (%s): %v\nits output:\n%s", chromiumPath, err, output.String())
 	}
 
 	ctx, cancel := context.WithTimeout(tab, testTimeout)
@@ -253,7 +241,7 @@ func (p *page) screenshot(name string) string {
 func writeOutput(name string, data []byte) (string, error) {
 	dir := os.Getenv("AUTHGATE_TEST_OUTPUT")
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			return "", err
 		}
@@ -267,24 +255,6 @@ func writeOutput(name string, data []byte) (string, error) {
 		return "", err
 	}
 	return path, os.WriteFile(path, data, 0o644)
-}
-
-// repoRoot walks up from the working directory to the directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // testUser is an account of the credentials provider's users file.

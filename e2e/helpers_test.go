@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
+	"github.com/authgate/caddy-authgate/internal/testenv"
 	"github.com/authgate/caddy-authgate/internal/testidp"
 	"github.com/authgate/caddy-authgate/session"
 )
@@ -690,25 +691,12 @@ type authJS struct{ node, script string }
 // locally, but fails on CI, where a skip would hide a broken setup.
 func needAuthJS(t *testing.T) authJS {
 	t.Helper()
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format+"; `make test` installs node and @auth/core (npm ci in testdata/node)", args...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node not found: %v", err)
-	}
-	script, err := filepath.Abs(filepath.Join("..", "testdata", "authjs", "codec.mjs"))
+	node, _ := testenv.Node(t, "@auth/core")
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join("..", "testdata", "node", "node_modules", "@auth", "core", "package.json")); err != nil {
-		missing("@auth/core is not installed in testdata/node: %v", err)
-	}
-	return authJS{node: node, script: script}
+	return authJS{node: node, script: filepath.Join(root, "testdata", "authjs", "codec.mjs")}
 }
 
 func (a authJS) run(t *testing.T, args ...string) (string, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 // authJS runs testdata/authjs/codec.mjs, which calls the real @auth/core's encode() and
@@ -26,26 +27,12 @@ type authJS struct {
 // CI, where a skip would hide a broken setup.
 func needAuthJS(t *testing.T) authJS {
 	t.Helper()
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format+"; `make test` runs the interop tests with node and @auth/core (npm ci in testdata/node)", args...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node not found: %v", err)
-	}
-	script, err := filepath.Abs(filepath.Join("..", "testdata", "authjs", "codec.mjs"))
+	node, _ := testenv.Node(t, "@auth/core")
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkg := filepath.Join("..", "testdata", "node", "node_modules", "@auth", "core", "package.json")
-	if _, err := os.Stat(pkg); err != nil {
-		missing("@auth/core is not installed in testdata/node: %v", err)
-	}
-	return authJS{node: node, script: script}
+	return authJS{node: node, script: filepath.Join(root, "testdata", "authjs", "codec.mjs")}
 }
 
 func (a authJS) run(t *testing.T, args ...string) (string, error) {

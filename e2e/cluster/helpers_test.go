@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/authgate/caddy-authgate/internal/testenv"
 	"github.com/authgate/caddy-authgate/session"
 )
 
@@ -222,7 +223,7 @@ func (in *instance) start(cfg siteConfig) error {
 	cmd.Dir = in.dir
 	cmd.Env = in.env()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = procAttr()
+	testenv.SetPdeathsig(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting caddy: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 // caddyBin is the ./cmd/caddy binary TestMain built for the tests.
@@ -22,7 +24,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		return 1

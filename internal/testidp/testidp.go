@@ -13,7 +13,6 @@ package testidp
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +28,8 @@ import (
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 // startTimeout bounds how long Start waits for the provider's READY line.
@@ -100,26 +101,11 @@ type serverClient struct {
 // rejected Options), Start calls t.Fatalf with its output.
 func Start(t testing.TB, opts Options) *IDP {
 	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("testidp: %s", msg)
-		}
-		t.Skipf("testidp: skipping: %s; `make test` installs testdata/node/node_modules (it needs node on PATH)", msg)
-	}
-
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatalf("testidp: %v", err)
 	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("node not found: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "testdata", "node", "node_modules", "oidc-provider", "package.json")); err != nil {
-		unavailable("oidc-provider is not installed: %v", err)
-	}
+	node, _ := testenv.Node(t, "oidc-provider")
 
 	cfg := serverConfig{Accounts: opts.Accounts, TTL: opts.TTL, RefreshTokens: opts.RefreshTokens, ExitOnStdinClose: true}
 	if cfg.Accounts == nil {
@@ -161,7 +147,7 @@ func Start(t testing.TB, opts Options) *IDP {
 	}
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
-		unavailable("starting node: %v", err)
+		testenv.Unavailable(t, "testidp: starting node: %v", err)
 	}
 	p.cmd, p.stdin = cmd, stdin
 	var waitErr error
@@ -187,7 +173,7 @@ func Start(t testing.TB, opts Options) *IDP {
 		t.Fatalf("testidp: provider exited before it was ready (%v); its output is logged below", waitErr)
 	case <-time.After(startTimeout):
 		p.Stop()
-		unavailable("provider not ready within %v; output:\n%s", startTimeout, p.logs.String())
+		testenv.Unavailable(t, "testidp: provider not ready within %v; output:\n%s", startTimeout, p.logs.String())
 	}
 	return p
 }
@@ -408,25 +394,6 @@ func excerpt(resp *http.Response) string {
 		s = s[:2000] + "…"
 	}
 	return s
-}
-
-// repoRoot walks up from the working directory to the directory holding
-// go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // lineWriter calls line for each line written to it.

@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 const (
@@ -83,17 +84,9 @@ type Message struct {
 // API answer, and stops it with t.Cleanup.
 func Start(t testing.TB) *Mailpit {
 	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("testmailpit: %s", msg)
-		}
-		t.Skipf("testmailpit: skipping: %s; `make test` builds mailpit (a Go tool of this module)", msg)
-	}
 	bin, err := binary()
 	if err != nil {
-		unavailable("%v", err)
+		testenv.Unavailable(t, "testmailpit: mailpit (a Go tool of this module): %v", err)
 	}
 	dir := t.TempDir()
 	// Another process may take a free port before mailpit binds it: try a few.
@@ -109,7 +102,7 @@ func Start(t testing.TB) *Mailpit {
 			return m
 		}
 		if try == 3 {
-			unavailable("%v", err)
+			testenv.Unavailable(t, "testmailpit: mailpit (a Go tool of this module): %v", err)
 		}
 	}
 }
@@ -123,7 +116,7 @@ var (
 // binary builds mailpit, once per process, and returns the path of the binary.
 func binary() (string, error) {
 	binOnce.Do(func() {
-		root, err := repoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			binErr = err
 			return
@@ -172,7 +165,7 @@ func start(bin, dir string, try int) (*Mailpit, error) {
 	)
 	m.cmd.Dir = dir
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	m.cmd.SysProcAttr = procAttr()
+	testenv.SetPdeathsig(m.cmd)
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %v", bin, err)
 	}
@@ -351,24 +344,6 @@ func Link(t testing.TB, text, prefix string) string {
 		t.Fatalf("testmailpit: want one link starting with %s in the text body, found %q in:\n%s", prefix, links, text)
 	}
 	return links[0]
-}
-
-// repoRoot walks up from the working directory to the directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // syncBuffer collects mailpit's output.

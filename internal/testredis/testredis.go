@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 // readyTimeout bounds how long starting waits for the server to answer PING.
@@ -52,7 +54,7 @@ func NewServer(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		unavailable(t, "redis-server not found: %v", err)
+		testenv.Unavailable(t, "testredis: redis-server not found: %v", err)
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.Stop)
@@ -65,18 +67,9 @@ func NewServer(t testing.TB) *Server {
 			return s
 		}
 		if try == 3 {
-			unavailable(t, "%v", err)
+			testenv.Unavailable(t, "testredis: redis-server: %v", err)
 		}
 	}
-}
-
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("testredis: %s", msg)
-	}
-	t.Skipf("testredis: skipping: %s; `make test` installs redis-server", msg)
 }
 
 func freePort(t testing.TB) int {
@@ -114,7 +107,7 @@ func (s *Server) start() error {
 	defer logFile.Close()
 	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = procAttr()
+	testenv.SetPdeathsig(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %v", err)
 	}
