@@ -244,3 +244,26 @@ func TestBoltSurvivesRestart(t *testing.T) {
 		t.Error("the restarted Caddy did not log the sign-in")
 	}
 }
+
+// TestSignInSeesStoredUser: as in Auth.js, sign_in sees the stored user once the
+// provider account is linked (its id is the stored UUID), and the provider's
+// description before that (its id is the provider's subject).
+func TestSignInSeesStoredUser(t *testing.T) {
+	port := testcaddy.FreePort(t)
+	base := origin(port)
+	idp := storeIDP(t, base, "oidc")
+	up := newUpstream(t)
+	rules := "\t\tcallbacks {\n\t\t\tsign_in {\n\t\t\t\tredirect /known `user.id.matches(\"^[0-9a-f]{8}-[0-9a-f]{4}-\")`\n\t\t\t}\n\t\t}\n"
+	testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer)+rules)+siteBlock(port, "authgate", up.URL))
+
+	b := newBrowser(t)
+	// First sign-in: no stored user yet, so user.id is the provider's "alice".
+	r := b.signInOIDC(base, "oidc", base+"/app", "alice")
+	wantLocation(t, r, base+"/app")
+	wantStoredUserID(t, sessionClaims(t, r))
+	wantLocation(t, b.signOut(base), base+"/")
+
+	// Second sign-in: the account is linked, sign_in sees the stored UUID.
+	r = b.signInOIDC(base, "oidc", base+"/app", "alice")
+	wantLocation(t, r, base+"/known")
+}

@@ -637,7 +637,7 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *providers.Identity, creds map[string]any, callbackURL string) {
 	prov := zap.Any("provider", id.Account["provider"])
 	dec, err := rl.cb.SignIn(r.Context(), callbacks.SignInInput{
-		User: id.User, Account: id.Account, Profile: id.Profile, Credentials: creds, Request: requestVars(r),
+		User: rl.knownUser(r, id), Account: id.Account, Profile: id.Profile, Credentials: creds, Request: requestVars(r),
 	})
 	if err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
@@ -681,6 +681,21 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	}
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
 	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
+}
+
+// knownUser is the user sign_in sees: as in Auth.js, the stored user when the
+// provider account is linked already, else the provider's description.
+func (rl *realm) knownUser(r *http.Request, id *providers.Identity) map[string]any {
+	typ, _ := id.Account["type"].(string)
+	if typ == providers.TypeCredentials || typ == providers.TypeEmail || rl.store == nil {
+		return id.User
+	}
+	provider, _ := id.Account["provider"].(string)
+	accountID, _ := id.Account["provider_account_id"].(string)
+	if u, err := rl.store.GetUserByAccount(r.Context(), provider, accountID); err == nil {
+		return storeUserMap(u)
+	}
+	return id.User
 }
 
 // resolveUser finds or creates the stored user an OAuth, OIDC or email sign-in
