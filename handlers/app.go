@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
@@ -206,6 +208,18 @@ func checkStore(cfg *StoreConfig) error {
 	return fmt.Errorf("store: unknown type %q: want bolt, memory or redis", cfg.Type)
 }
 
+// redisLogger sends go-redis's own messages (reconnects, pool errors) to Caddy's
+// log instead of standard error.
+// It asks for Caddy's logger on each message: the logger of the config that
+// happened to open the first Redis store may be gone after a reload.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("authgate.redis").Warn(fmt.Sprintf(format, v...))
+}
+
+var redisLogOnce sync.Once
+
 // openStore opens the realm's store: by default a bbolt file in Caddy's storage
 // directory, shared with the previous config during a reload.
 func openStore(ctx context.Context, realm string, cfg *StoreConfig, dataDir string) (store.Store, error) {
@@ -223,6 +237,7 @@ func openStore(ctx context.Context, realm string, cfg *StoreConfig, dataDir stri
 	case "memory":
 		return store.NewMemory(), nil
 	case "redis":
+		redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 		prefix := cfg.Prefix
 		if prefix == "" {
 			prefix = "authgate:" + realm + ":"
