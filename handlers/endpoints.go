@@ -85,8 +85,10 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 		rl.verifyRequestPage(w, r)
 	case action == "admin":
 		rl.serveAdmin(w, r, arg)
+	case action == "verify" && arg == "" && get:
+		rl.verify(w, r)
 	case action == "signin" || action == "callback" || action == "signout" || action == "session" ||
-		action == "csrf" || action == "providers" || action == "error" || action == "verify-request":
+		action == "csrf" || action == "providers" || action == "error" || action == "verify-request" || action == "verify":
 		w.Header().Set("Allow", "GET, POST")
 		rl.renderPage(w, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed", Message: "This address does not take that kind of request."})
 	default:
@@ -856,6 +858,26 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	st = &sessionState{rl: rl, token: claims, expires: now.Add(rl.maxAge)}
 	st.writeJSON(w, r)
+}
+
+// verify: GET /verify, the answer for another proxy's forward-auth request: 200
+// with the identity headers for a valid session, 401 otherwise.
+func (rl *realm) verify(w http.ResponseWriter, r *http.Request) {
+	st, err := rl.readSession(w, r)
+	if err != nil {
+		_ = rl.unavailable(w, r, err)
+		return
+	}
+	if st == nil || st.entry.failedRefresh {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": errSessionRequired})
+		return
+	}
+	for i, name := range defaultHeaderNames {
+		if v := st.entryDefault(i); v != nil {
+			w.Header()[name] = v
+		}
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // providersJSON: GET /providers, in Auth.js's shape.
