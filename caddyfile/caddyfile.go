@@ -592,6 +592,7 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 //	authgate [<matcher>] [<realm>] {
 //		require <condition>
 //		header <name> <expression>
+//		assertion [<header>]
 //		unauthenticated redirect|status <code>
 //	}
 func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -677,6 +678,16 @@ func parseHandler(h httpcaddyfile.Helper) (*handlers.Handler, error) {
 				return nil, h.Errf("header %q: invalid header name", args[0])
 			}
 			hd.Headers = append(hd.Headers, handlers.HeaderConfig{Name: args[0], Expr: args[1]})
+		case "assertion":
+			args := h.RemainingArgs()
+			switch len(args) {
+			case 0:
+				hd.Assertion = "X-Authgate-Assertion"
+			case 1:
+				hd.Assertion = args[0]
+			default:
+				return nil, h.Errf("assertion takes at most a header name: assertion [X-Authgate-Assertion]")
+			}
 		case "unauthenticated":
 			args := h.RemainingArgs()
 			switch {

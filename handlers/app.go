@@ -270,6 +270,7 @@ type realm struct {
 	cookieName string   // without prefix
 	cookie     session.CookieOptions
 	csrf       *session.CSRF
+	asserter   *session.Asserter
 	cache      *tokenCache
 	revoked    *revocations
 	refreshes  singleflight.Group
@@ -404,6 +405,11 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 			return nil, fmt.Errorf("state codec: %v", err)
 		}
 	}
+	asserter, err := session.NewAsserter(secrets, name)
+	if err != nil {
+		return nil, fmt.Errorf("assertion keys: %v", err)
+	}
+	rl.asserter = asserter
 	rl.csrf = session.NewCSRF(secrets[0])
 	rl.cache = newTokenCache(defaultTokenCacheSize)
 	rl.revoked = newRevocations()

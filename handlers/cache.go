@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,9 @@ type tokenEntry struct {
 	// cacheUntil, when set, ends the entry's life in the cache before expires
 	// (database sessions are read again now and then).
 	cacheUntil time.Time
+
+	// assertion is the newest signed upstream assertion for this token.
+	assertion atomic.Pointer[signedAssertion]
 
 	// next is the token that replaced this one after a refresh.
 	next nextToken

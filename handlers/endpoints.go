@@ -87,8 +87,10 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 		rl.serveAdmin(w, r, arg)
 	case action == "verify" && arg == "" && get:
 		rl.verify(w, r)
+	case action == "jwks.json" && arg == "" && get:
+		rl.jwks(w)
 	case action == "signin" || action == "callback" || action == "signout" || action == "session" ||
-		action == "csrf" || action == "providers" || action == "error" || action == "verify-request" || action == "verify":
+		action == "csrf" || action == "providers" || action == "error" || action == "verify-request" || action == "verify" || action == "jwks.json":
 		w.Header().Set("Allow", "GET, POST")
 		rl.renderPage(w, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed", Message: "This address does not take that kind of request."})
 	default:
@@ -878,6 +880,20 @@ func (rl *realm) verify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// jwks: GET /jwks.json, the public keys of the upstream assertions.
+func (rl *realm) jwks(w http.ResponseWriter) {
+	b, err := rl.asserter.JWKS()
+	if err != nil {
+		rl.logger.Error("encoding the key set", zap.Error(err))
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": errConfiguration})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/jwk-set+json")
+	h.Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(b)
 }
 
 // providersJSON: GET /providers, in Auth.js's shape.

@@ -35,6 +35,11 @@ type Handler struct {
 	// and claim shorthands. Otherwise the answer is 403.
 	Require []callbacks.Condition `json:"require,omitempty"`
 
+	// Assertion, when set, names a header that carries a signed assertion of the
+	// user's identity to the upstream: an EdDSA JWT (iss, sub, email, name, iat,
+	// exp) verifiable with <base_path>/jwks.json, valid for five minutes.
+	Assertion string `json:"assertion,omitempty"`
+
 	// UnauthenticatedStatus, when set, answers signed-out requests with this status
 	// instead of redirecting browsers to the sign-in page.
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
@@ -110,6 +115,13 @@ func (h *Handler) compile(rl *realm) error {
 		h.headers = append(h.headers, header{name: http.CanonicalHeaderKey(hc.Name), expr: e})
 		h.strip = append(h.strip, strings.ReplaceAll(strings.ToLower(hc.Name), "_", "-"))
 	}
+	if h.Assertion != "" {
+		if strings.ContainsAny(h.Assertion, " :\t\r\n") {
+			return fmt.Errorf("assertion header %q: invalid header name", h.Assertion)
+		}
+		h.Assertion = http.CanonicalHeaderKey(h.Assertion)
+		h.strip = append(h.strip, strings.ReplaceAll(strings.ToLower(h.Assertion), "_", "-"))
+	}
 	h.tokenOnly = !rl.cb.HasSessionRules() || rl.cb.SessionDependsOnTokenOnly()
 	for _, c := range h.require {
 		h.tokenOnly = h.tokenOnly && !c.UsesRequest()
@@ -158,6 +170,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	for _, hv := range v.headers {
 		r.Header[hv.name] = hv.value
+	}
+	if h.Assertion != "" {
+		a, err := rl.assertion(st, r)
+		if err != nil {
+			h.logger.Error("signing the upstream assertion; refusing the request", zap.Error(err))
+			return h.forbidden(w, r)
+		}
+		r.Header[h.Assertion] = a
 	}
 	return next.ServeHTTP(w, r)
 }
