@@ -120,12 +120,6 @@ func (c *tokenCache) clear() {
 	c.mu.Unlock()
 }
 
-func (c *tokenCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
-
 func newTokenEntry(claims map[string]any) *tokenEntry {
 	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
 	e.sid, _ = claims["sid"].(string)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // boltLockTimeout bounds how long opening waits for another process's lock on
@@ -100,7 +101,7 @@ func openBoltFile(path string) (*boltFile, error) {
 		return nil, fmt.Errorf("creating the database's directory: %v", err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: boltLockTimeout, FreelistType: bbolt.FreelistMapType})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("database %s is locked by another process", path)
 	}
 	if err != nil {
