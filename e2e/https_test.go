@@ -34,6 +34,20 @@ func TestHTTPSCookies(t *testing.T) {
 `, testSecret, credentialsProvider(usersFile(t, aliceUser)), base, up.URL))
 
 	waitForLog(t, caddy, "certificate obtained successfully", "127.0.0.1")
+	// The certificate may reach the TLS cache a moment after that log line: wait
+	// for a handshake to succeed (a readiness check; nothing is timed).
+	addr := base[len("https://"):]
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "127.0.0.1"})
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS handshake with %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	b := newBrowser(t)
 	// Caddy's internal CA is not trusted by the test process.
