@@ -280,8 +280,9 @@ type realm struct {
 	// cookie names by whether the request is secure (with their prefixes)
 	sessionNames, csrfNames, stateNames [2]string
 	store                               store.Store
-	// tokenSecret binds stored email token hashes to the realm's first secret.
-	tokenSecret string
+	// tokenSecrets bind stored email token hashes to the realm's secrets: the
+	// first for new links, all for links sent before a rotation.
+	tokenSecrets []string
 	// codecs and stateCodecs are indexed by whether the request is secure: the
 	// cookie name, and so the key derivation salt, differs.
 	codecs      [2]*session.Codec
@@ -418,7 +419,7 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 		rl.csrfNames[i] = session.HostName(csrfCookieName, secure)
 		rl.stateNames[i] = session.HostName(stateCookieName, secure)
 	}
-	rl.tokenSecret = secrets[0]
+	rl.tokenSecrets = secrets
 
 	client := &http.Client{Timeout: 20 * time.Second}
 	if len(cfg.Providers) == 0 {

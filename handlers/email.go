@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -71,7 +72,7 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 	}
 
 	token := randomString()
-	hash := rl.tokenHash(token)
+	hash := rl.tokenHash(token, rl.tokenSecrets[0])
 	expires := rl.now().Add(p.MaxAge())
 	if err := rl.store.CreateVerificationToken(ctx, store.VerificationToken{Identifier: addr, TokenHash: hash, Expires: expires}); err != nil {
 		rl.fail(w, r, errEmailSignin, err, field)
@@ -103,7 +104,7 @@ func (rl *realm) emailCallback(w http.ResponseWriter, r *http.Request, p *provid
 		return
 	}
 	ctx := r.Context()
-	if _, err := rl.store.UseVerificationToken(ctx, addr, rl.tokenHash(token)); err != nil {
+	if err := rl.useToken(ctx, addr, token); err != nil {
 		rl.fail(w, r, errVerification, err, field)
 		return
 	}
@@ -117,11 +118,26 @@ func (rl *realm) emailCallback(w http.ResponseWriter, r *http.Request, p *provid
 	rl.finishSignIn(w, r, id, nil, q.Get("callbackUrl"))
 }
 
-// tokenHash is what the store keeps of an email token: bound to the realm's
-// secret, so a copy of the store alone does not yield working links.
-func (rl *realm) tokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token + rl.tokenSecret))
+// tokenHash is what the store keeps of an email token: bound to a realm secret,
+// so a copy of the store alone does not yield working links.
+func (rl *realm) tokenHash(token, secret string) string {
+	sum := sha256.Sum256([]byte(token + secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// useToken consumes the link's token, whichever of the realm's secrets it was
+// made with (links sent before a secret rotation keep working).
+func (rl *realm) useToken(ctx context.Context, addr, token string) error {
+	var err error
+	for _, secret := range rl.tokenSecrets {
+		if _, err = rl.store.UseVerificationToken(ctx, addr, rl.tokenHash(token, secret)); err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return err
 }
 
 // underLimit counts one send for key and, past limit in the window, answers 429.
