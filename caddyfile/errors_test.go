@@ -773,7 +773,7 @@ http://localhost:8080 {
 // would: a bad configuration fails with the reason, a good one passes.
 func TestCaddyValidateCommand(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds cmd/caddy")
+		t.Skip("builds cmd/caddy: skipped with -short")
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
