@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,7 +21,6 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
-	"github.com/authgate/caddy-authgate/internal/testenv"
 	"github.com/authgate/caddy-authgate/internal/testidp"
 	"github.com/authgate/caddy-authgate/session"
 )
@@ -679,35 +675,4 @@ func encode(t *testing.T, c *session.Codec, claims map[string]any, maxAge time.D
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// ---- @auth/core ----
-
-// authJS runs testdata/authjs/codec.mjs, which calls the real @auth/core's
-// encode() and decode().
-type authJS struct{ node, script string }
-
-// needAuthJS finds node and @auth/core: without them the test is skipped
-// locally, but fails on CI, where a skip would hide a broken setup.
-func needAuthJS(t *testing.T) authJS {
-	t.Helper()
-	node, _ := testenv.Node(t, "@auth/core")
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return authJS{node: node, script: filepath.Join(root, "testdata", "authjs", "codec.mjs")}
-}
-
-func (a authJS) run(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, a.node, append([]string{a.script}, args...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("node codec.mjs %s: %v: %s", args[0], err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
 }

@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 // TestAuthJSInterop runs a realm whose cookie is Auth.js's: the session cookie
 // authgate sets decodes with @auth/core's own decode(), and a token made by
 // @auth/core's encode() is a session at authgate.
 func TestAuthJSInterop(t *testing.T) {
-	a := needAuthJS(t)
+	a := testenv.NeedAuthJS(t)
 	const name = "authjs.session-token"
 	base, up, _ := credentialsSite(t, "authgate", "\t\tcookie {\n\t\t\tname "+name+"\n\t\t}\n", aliceUser)
 
@@ -26,7 +28,7 @@ func TestAuthJSInterop(t *testing.T) {
 		if setCookie(r, sessionCookie) != nil {
 			t.Errorf("the realm also set %s", sessionCookie)
 		}
-		out, err := a.run(t, "decode", testSecret, name, c.Value)
+		out, err := a.Run(t, "decode", testSecret, name, c.Value)
 		if err != nil {
 			t.Fatalf("@auth/core cannot decode authgate's cookie: %v", err)
 		}
@@ -44,14 +46,14 @@ func TestAuthJSInterop(t *testing.T) {
 				t.Errorf("@auth/core decoded no %s: %v", k, claims)
 			}
 		}
-		if _, err := a.run(t, "decode", testSecret, sessionCookie, c.Value); err == nil {
+		if _, err := a.Run(t, "decode", testSecret, sessionCookie, c.Value); err == nil {
 			t.Error("@auth/core decoded the cookie with another cookie name as salt")
 		}
 	})
 
 	t.Run("Auth.js to authgate", func(t *testing.T) {
 		claims, _ := json.Marshal(map[string]any{"sub": "nextjs-user", "name": "Next User", "email": "next@example.com", "picture": "https://example.com/n.png"})
-		token, err := a.run(t, "encode", testSecret, name, string(claims))
+		token, err := a.Run(t, "encode", testSecret, name, string(claims))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +72,7 @@ func TestAuthJSInterop(t *testing.T) {
 		}
 
 		// Encoded for authgate's default cookie name, it is not this realm's.
-		other, err := a.run(t, "encode", testSecret, sessionCookie, string(claims))
+		other, err := a.Run(t, "encode", testSecret, sessionCookie, string(claims))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,14 +1,8 @@
 package session
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,40 +11,12 @@ import (
 	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
-// authJS runs testdata/authjs/codec.mjs, which calls the real @auth/core's encode() and
-// decode(), and returns its trimmed output.
-type authJS struct {
-	node, script string
-}
-
-// needAuthJS finds node and @auth/core. Without them the test is skipped locally, but fails on
-// CI, where a skip would hide a broken setup.
-func needAuthJS(t *testing.T) authJS {
-	t.Helper()
-	node, _ := testenv.Node(t, "@auth/core")
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return authJS{node: node, script: filepath.Join(root, "testdata", "authjs", "codec.mjs")}
-}
-
-func (a authJS) run(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, a.node, append([]string{a.script}, args...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("node codec.mjs %s: %v: %s", args[0], err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
+// authJS is @auth/core's codec, run in Node.
+type authJS struct{ testenv.AuthJS }
 
 func (a authJS) decode(t *testing.T, secret, salt, token string) (map[string]any, error) {
 	t.Helper()
-	out, err := a.run(t, "decode", secret, salt, token)
+	out, err := a.Run(t, "decode", secret, salt, token)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +33,7 @@ func (a authJS) encode(t *testing.T, secret, salt string, claims map[string]any)
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := a.run(t, "encode", secret, salt, string(b))
+	token, err := a.Run(t, "encode", secret, salt, string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +41,7 @@ func (a authJS) encode(t *testing.T, secret, salt string, claims map[string]any)
 }
 
 func TestInteropAuthJS(t *testing.T) {
-	a := needAuthJS(t)
+	a := authJS{testenv.NeedAuthJS(t)}
 	for _, salt := range []string{"authjs.session-token", "__Secure-authjs.session-token"} {
 		c := mustCodec(t, []string{testSecret}, salt, FormatAuthJS)
 
