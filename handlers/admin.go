@@ -48,9 +48,8 @@ func (rl *realm) serveAdmin(w http.ResponseWriter, r *http.Request, arg string) 
 		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no sign-in page at this address."})
 		return
 	}
-	st, err := rl.readSession(w, r)
-	if err != nil {
-		_ = rl.unavailable(w, r, err)
+	st, ok := rl.endpointSession(w, r)
+	if !ok {
 		return
 	}
 	if st == nil {

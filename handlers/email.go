@@ -51,19 +51,9 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 		return
 	}
 	account := map[string]any{"provider": p.ID(), "type": providers.TypeEmail, "provider_account_id": addr}
-	dec, err := rl.cb.SignIn(ctx, callbacks.SignInInput{
+	if !rl.signInAllowed(w, r, callbacks.SignInInput{
 		User: user, Account: account, Email: map[string]any{"verification_request": true}, Request: requestVars(r),
-	})
-	if err != nil {
-		rl.fail(w, r, errConfiguration, err, field)
-		return
-	}
-	if dec.Redirect != "" {
-		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
-		return
-	}
-	if !dec.Allow {
-		rl.fail(w, r, errAccessDenied, nil, field, zap.String("rule", dec.Source))
+	}, field) {
 		return
 	}
 

@@ -191,6 +191,17 @@ func (rl *realm) readSession(w http.ResponseWriter, r *http.Request) (*sessionSt
 	return &sessionState{rl: rl, entry: e, token: e.claims, expires: e.expires, key: key}, nil
 }
 
+// endpointSession is readSession for the endpoints: when the store cannot be
+// asked it answers 503 itself and reports false; st is nil when signed out.
+func (rl *realm) endpointSession(w http.ResponseWriter, r *http.Request) (st *sessionState, ok bool) {
+	st, err := rl.readSession(w, r)
+	if err != nil {
+		_ = rl.unavailable(w, r, err)
+		return nil, false
+	}
+	return st, true
+}
+
 // issueToken encodes claims as a new session token and caches it.
 func (rl *realm) issueToken(claims map[string]any, secure bool, now time.Time) (string, *tokenEntry, error) {
 	codec := rl.codecs[idx(secure)]
@@ -640,19 +651,9 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 // redirects to the (checked) callback URL.
 func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *providers.Identity, creds map[string]any, callbackURL string) {
 	prov := zap.Any("provider", id.Account["provider"])
-	dec, err := rl.cb.SignIn(r.Context(), callbacks.SignInInput{
+	if !rl.signInAllowed(w, r, callbacks.SignInInput{
 		User: rl.knownUser(r, id), Account: id.Account, Profile: id.Profile, Credentials: creds, Request: requestVars(r),
-	})
-	if err != nil {
-		rl.fail(w, r, errConfiguration, err, prov)
-		return
-	}
-	if dec.Redirect != "" {
-		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
-		return
-	}
-	if !dec.Allow {
-		rl.fail(w, r, errAccessDenied, nil, prov)
+	}, prov) {
 		return
 	}
 	user, isNew, err := rl.resolveUser(r, id)
@@ -685,6 +686,24 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	}
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
 	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
+}
+
+// signInAllowed runs the sign_in callback and, unless it allows the sign-in,
+// answers: the redirect it asked for, AccessDenied, or Configuration when a rule
+// failed.
+func (rl *realm) signInAllowed(w http.ResponseWriter, r *http.Request, in callbacks.SignInInput, field zap.Field) bool {
+	dec, err := rl.cb.SignIn(r.Context(), in)
+	switch {
+	case err != nil:
+		rl.fail(w, r, errConfiguration, err, field)
+	case dec.Redirect != "":
+		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
+	case !dec.Allow:
+		rl.fail(w, r, errAccessDenied, nil, field, zap.String("rule", dec.Source))
+	default:
+		return true
+	}
+	return false
 }
 
 // knownUser is the user sign_in sees: as in Auth.js, the stored user when the
@@ -759,9 +778,8 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 
 // sessionJSON: GET /session.
 func (rl *realm) sessionJSON(w http.ResponseWriter, r *http.Request) {
-	st, err := rl.readSession(w, r)
-	if err != nil {
-		_ = rl.unavailable(w, r, err)
+	st, ok := rl.endpointSession(w, r)
+	if !ok {
 		return
 	}
 	if st == nil {
@@ -820,9 +838,8 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "invalid CSRF token"})
 		return
 	}
-	st, err := rl.readSession(w, r)
-	if err != nil {
-		_ = rl.unavailable(w, r, err)
+	st, ok := rl.endpointSession(w, r)
+	if !ok {
 		return
 	}
 	if st == nil {
@@ -865,9 +882,8 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 // verify: GET /verify, the answer for another proxy's forward-auth request: 200
 // with the identity headers for a valid session, 401 otherwise.
 func (rl *realm) verify(w http.ResponseWriter, r *http.Request) {
-	st, err := rl.readSession(w, r)
-	if err != nil {
-		_ = rl.unavailable(w, r, err)
+	st, ok := rl.endpointSession(w, r)
+	if !ok {
 		return
 	}
 	if st == nil || st.entry.failedRefresh {
