@@ -15,7 +15,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +53,7 @@ func startBrowser(t *testing.T) *page {
 		testenv.Unavailable(t, "browser: Debian's chromium (%s) is missing or not executable (%v)", chromiumPath, err)
 	}
 	profile := t.TempDir() // removed after the browser stopped: cleanups run last-in, first-out
-	output := &syncBuffer{}
+	output := &testenv.SyncBuffer{}
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(profile),
@@ -376,22 +375,4 @@ func indent(s, prefix string) string {
 		s = s[:3000] + "…"
 	}
 	return prefix + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n"+prefix)
-}
-
-// syncBuffer collects the browser's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -132,11 +132,11 @@ func startInstanceOn(t *testing.T, name string, port int, upstream string, withA
 		in := &instance{t: t, name: name, upstream: upstream, dir: t.TempDir(), port: port,
 			id: fmt.Sprintf("%s-%d-%d", name, os.Getpid(), time.Now().UnixNano())}
 		if in.port == 0 {
-			in.port = freePort(t)
+			in.port = testenv.FreePort(t)
 		}
 		in.base = fmt.Sprintf("http://127.0.0.1:%d", in.port)
 		if withAdmin {
-			in.adminAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			in.adminAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		}
 		in.logPath = filepath.Join(in.dir, "caddy.log")
 		lastErr = in.start(cfg)
@@ -150,16 +150,6 @@ func startInstanceOn(t *testing.T, name string, port int, upstream string, withA
 	}
 	t.Fatalf("instance %s: %v", name, lastErr)
 	return nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // caddyfile is the instance's Caddyfile for cfg.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/caddy-authgate/internal/testenv"
 	"github.com/authgate/caddy-authgate/internal/testidp"
 	"github.com/authgate/caddy-authgate/internal/testredis"
 )
@@ -82,7 +83,7 @@ func TestRefreshRotation(t *testing.T) {
 	rs := testredis.NewServer(t)
 	const prefix = "refresh:"
 	up := newUpstream(t)
-	portA, portB := freePort(t), freePort(t)
+	portA, portB := testenv.FreePort(t), testenv.FreePort(t)
 	client := testidp.Client{ID: "rt-client", Secret: "rt-client-secret", RedirectURIs: []string{
 		fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/oidc", portA),
 		fmt.Sprintf("http://127.0.0.1:%d/.auth/callback/oidc", portB),

@@ -5,7 +5,6 @@ package testcaddy
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/authgate/caddy-authgate" // the module under test
+	"github.com/authgate/caddy-authgate/internal/testenv"
 )
 
 // one Caddy instance per process: tests that start one must not run in parallel.
@@ -33,12 +33,7 @@ type Server struct {
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testenv.FreePort(t)
 }
 
 // Adapt turns a Caddyfile into Caddy's JSON, failing the test on error.

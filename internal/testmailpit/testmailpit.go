@@ -50,7 +50,7 @@ type Mailpit struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *syncBuffer
+	out    *testenv.SyncBuffer
 	once   sync.Once
 	client *http.Client
 }
@@ -148,7 +148,7 @@ func start(bin, dir string, try int) (*Mailpit, error) {
 		SMTP:   net.JoinHostPort("127.0.0.1", strconv.Itoa(smtpPort)),
 		API:    "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
 		exited: make(chan struct{}),
-		out:    &syncBuffer{},
+		out:    &testenv.SyncBuffer{},
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
 	m.cmd = exec.Command(bin,
@@ -344,22 +344,4 @@ func Link(t testing.TB, text, prefix string) string {
 		t.Fatalf("testmailpit: want one link starting with %s in the text body, found %q in:\n%s", prefix, links, text)
 	}
 	return links[0]
-}
-
-// syncBuffer collects mailpit's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

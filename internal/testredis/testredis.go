@@ -61,7 +61,7 @@ func NewServer(t testing.TB) *Server {
 	// Another process may take the free port before the server binds it: try
 	// a few.
 	for try := 1; ; try++ {
-		s.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		s.Addr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 		err := s.start()
 		if err == nil {
 			return s
@@ -70,16 +70,6 @@ func NewServer(t testing.TB) *Server {
 			testenv.Unavailable(t, "testredis: redis-server: %v", err)
 		}
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testredis: finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Start starts the server again, on the same port, after Stop; the data is
