@@ -101,7 +101,11 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 
 // secure reports whether cookies for r are https-only.
 func (rl *realm) secure(r *http.Request) bool {
-	return rl.base(r).Scheme == "https"
+	// base's scheme, without building the URL: this runs on every request.
+	if rl.baseURL != nil {
+		return rl.baseURL.Scheme == "https"
+	}
+	return r.TLS != nil
 }
 
 func idx(b bool) int {
