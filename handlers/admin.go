@@ -40,84 +40,91 @@ func compileAdmin(cfg *AdminConfig) ([]*callbacks.Check, error) {
 	return checks, nil
 }
 
-// serveAdmin: GET /admin/sessions?user=<id> lists a user's sessions; POST
-// /admin/revoke with {"csrfToken", "user"} or {"csrfToken", "session"} ends them
-// on every instance.
-func (rl *realm) serveAdmin(w http.ResponseWriter, r *http.Request, arg string) {
-	if rl.admin == nil {
-		rl.renderPage(w, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no sign-in page at this address."})
-		return
-	}
+// adminSession is the session of an administrator's request: nil, after
+// answering, unless the user is signed in and meets every admin condition.
+func (rl *realm) adminSession(w http.ResponseWriter, r *http.Request) *sessionState {
 	st, ok := rl.endpointSession(w, r)
 	if !ok {
-		return
+		return nil
 	}
 	if st == nil {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": errSessionRequired})
-		return
+		writeError(w, http.StatusUnauthorized, errSessionRequired)
+		return nil
 	}
 	sess, err := st.session(r)
 	if err != nil {
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": errAccessDenied})
-		return
+		writeError(w, http.StatusForbidden, errAccessDenied)
+		return nil
 	}
 	vars := map[string]any{"session": sess, "token": st.token, "request": requestVars(r)}
-	for _, chk := range rl.admin {
-		if ok, err := chk.Holds(vars); !ok {
-			if err != nil {
-				rl.logger.Error("admin require failed", zap.Error(err))
-			}
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": errAccessDenied})
-			return
-		}
+	if !requireHolds(rl.admin, vars, rl.logger) {
+		writeError(w, http.StatusForbidden, errAccessDenied)
+		return nil
 	}
-	ctx := r.Context()
-	switch {
-	case arg == "sessions" && r.Method == http.MethodGet:
-		user := r.URL.Query().Get("user")
-		if user == "" {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "user is required"})
-			return
-		}
-		list, err := rl.store.UserSessions(ctx, user)
-		if err != nil {
-			_ = rl.unavailable(w, r, err)
-			return
-		}
-		out := make([]map[string]any, 0, len(list))
-		for _, s := range list {
-			kind := "database"
-			if strings.HasPrefix(s.ID, "jwt:") {
-				kind = "jwt"
-			}
-			out = append(out, map[string]any{"id": s.ID, "kind": kind, "expires": s.Expires.UTC().Format(time.RFC3339)})
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"user": user, "sessions": out})
-	case arg == "revoke" && r.Method == http.MethodPost:
-		var body struct {
-			CSRFToken string `json:"csrfToken"`
-			User      string `json:"user"`
-			Session   string `json:"session"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes)).Decode(&body); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body"})
-			return
-		}
-		if !rl.checkCSRFToken(r, body.CSRFToken) {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "invalid CSRF token"})
-			return
-		}
-		n, err := rl.revokeSessions(r, body.User, body.Session)
-		if err != nil {
-			rl.logger.Error("revoking sessions", zap.Error(err))
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
-			return
-		}
-		rl.logger.Info("sessions revoked by an administrator", zap.Any("admin", st.token["sub"]), zap.String("user", body.User), zap.Int("count", n))
-		writeJSON(w, http.StatusOK, map[string]any{"revoked": n})
-	default:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	return st
+}
+
+// adminSessions: GET /admin/sessions?user=<id> lists a user's sessions.
+func (rl *realm) adminSessions(w http.ResponseWriter, r *http.Request) {
+	if rl.adminSession(w, r) == nil {
+		return
 	}
+	user := r.URL.Query().Get("user")
+	if user == "" {
+		writeError(w, http.StatusBadRequest, "user is required")
+		return
+	}
+	list, err := rl.sessions.store.UserSessions(r.Context(), user)
+	if err != nil {
+		_ = unavailable(w, r, rl.pages, rl.logger, err)
+		return
+	}
+	out := make([]map[string]any, 0, len(list))
+	for _, s := range list {
+		kind := "database"
+		if strings.HasPrefix(s.ID, jwtPrefix) {
+			kind = "jwt"
+		}
+		out = append(out, map[string]any{"id": s.ID, "kind": kind, "expires": s.Expires.UTC().Format(time.RFC3339)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": user, "sessions": out})
+}
+
+// errBadRevoke is a revocation request that names nothing to revoke.
+var errBadRevoke = errors.New("name the user, and optionally one of their sessions")
+
+// adminRevoke: POST /admin/revoke with {"csrfToken", "user"} or {"csrfToken",
+// "session"} ends those sessions on every instance.
+func (rl *realm) adminRevoke(w http.ResponseWriter, r *http.Request) {
+	st := rl.adminSession(w, r)
+	if st == nil {
+		return
+	}
+	var body struct {
+		CSRFToken string `json:"csrfToken"`
+		User      string `json:"user"`
+		Session   string `json:"session"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body")
+		return
+	}
+	if !rl.csrf.check(r, body.CSRFToken) {
+		writeError(w, http.StatusForbidden, "invalid CSRF token")
+		return
+	}
+	n, err := rl.revokeSessions(r, body.User, body.Session)
+	if errors.Is(err, errBadRevoke) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err != nil {
+		rl.logger.Error("revoking sessions", zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, errSessionUnavailable)
+		return
+	}
+	rl.logger.Info("sessions revoked by an administrator", zap.Any("admin", st.token["sub"]), zap.String("user", body.User), zap.Int("count", n))
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": n})
 }
 
 // revokeSessions ends one session (by its id as listed) or all of a user's.
@@ -126,10 +133,10 @@ func (rl *realm) revokeSessions(r *http.Request, user, sessionID string) (int, e
 	var list []store.Session
 	if user == "" {
 		// A database session can be named alone; a jwt session is found through its user.
-		if sessionID == "" || strings.HasPrefix(sessionID, "jwt:") {
-			return 0, errors.New("name the user, and optionally one of their sessions")
+		if sessionID == "" || strings.HasPrefix(sessionID, jwtPrefix) {
+			return 0, errBadRevoke
 		}
-		s, err := rl.store.GetSession(ctx, sessionID)
+		s, err := rl.sessions.store.GetSession(ctx, sessionID)
 		if errors.Is(err, store.ErrNotFound) {
 			return 0, nil
 		}
@@ -138,7 +145,7 @@ func (rl *realm) revokeSessions(r *http.Request, user, sessionID string) (int, e
 		}
 		list = []store.Session{s}
 	} else {
-		all, err := rl.store.UserSessions(ctx, user)
+		all, err := rl.sessions.store.UserSessions(ctx, user)
 		if err != nil {
 			return 0, err
 		}
@@ -148,23 +155,18 @@ func (rl *realm) revokeSessions(r *http.Request, user, sessionID string) (int, e
 			}
 		}
 	}
-	now := rl.now()
+	now := rl.sessions.now()
 	var errs []error
 	for _, s := range list {
-		if sid, ok := strings.CutPrefix(s.ID, "jwt:"); ok {
-			if err := rl.revokeSID(ctx, sid, now); err != nil {
+		if sid, ok := strings.CutPrefix(s.ID, jwtPrefix); ok {
+			if err := rl.sessions.revokeSID(ctx, sid, now); err != nil {
 				errs = append(errs, err)
 			}
 			continue
 		}
-		// A database session is deleted before the caches hear of it: an
-		// instance that dropped it from its cache and read it again before the
-		// deletion would cache it for another databaseCacheTTL.
-		if err := rl.store.DeleteSession(ctx, s.ID); err != nil {
+		if err := rl.sessions.deleteDatabaseSession(ctx, s.ID); err != nil {
 			errs = append(errs, err)
 		}
-		rl.cache.remove(s.ID)
-		rl.broadcast(ctx, "session "+s.ID)
 	}
 	return len(list), errors.Join(errs...)
 }

@@ -1,24 +1,41 @@
+// Package handlers is authgate's HTTP side: the `authgate` app with its realms,
+// the guard that lets only signed-in users through to the upstream, and the
+// /.auth/* sign-in endpoints with their HTML pages.
+//
+// Where each job lives:
+//
+//	app.go                 the app: realm configuration, provision, start, stores
+//	realm.go               a compiled realm and its parts (origin, sessions, providers, …)
+//	guard.go               the site handler: identity headers, require, the upstream's view
+//	sessions.go            the one place a session is read, issued, renewed and ended
+//	sessions_cache.go      decoded tokens and what is computed from them, once per token
+//	sessions_revocation.go revocations and sign-outs on every instance
+//	sessions_refresh.go    refreshing the provider's access token (single flight)
+//	routes.go              the table of endpoints and the methods each allows
+//	signin.go              the OAuth and credentials sign-in flows, sign-out
+//	email.go               the email link flow
+//	api.go                 the JSON endpoints: session, csrf, providers, verify, jwks
+//	admin.go               session administration
+//	pages.go               the HTML pages
+//	forms.go               POST bodies and the CSRF double-submit check
+//	errors.go              the Auth.js error codes: status and text
+//	request.go             request helpers: rule variables, client IP, JSON answers
 package handlers
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
-	"github.com/authgate/caddy-authgate/session"
 	"github.com/authgate/caddy-authgate/store"
 )
 
@@ -162,8 +179,8 @@ func (a *App) Start() error {
 		if err != nil {
 			return fmt.Errorf("realm %q: store: %v", name, err)
 		}
-		rl.store = st
-		if err := rl.startRevocations(a.ctx); err != nil {
+		rl.sessions.store = st
+		if err := rl.sessions.startRevocations(a.ctx); err != nil {
 			return fmt.Errorf("realm %q: loading revocations: %v", name, err)
 		}
 	}
@@ -181,8 +198,8 @@ func (a *App) Cleanup() error {
 	}
 	var errs []error
 	for name, rl := range a.realms {
-		if rl.store != nil {
-			if err := rl.store.Close(); err != nil {
+		if st := rl.sessions.store; st != nil {
+			if err := st.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("realm %q: closing the store: %v", name, err))
 			}
 		}
@@ -258,220 +275,6 @@ func (a *App) realm(name string) (*realm, error) {
 			return nil, fmt.Errorf("no authgate realm is configured: add an `authgate { secret … provider … }` global option")
 		}
 		return nil, fmt.Errorf("authgate realm %q is not configured: add an `authgate %s { … }` global option", name, name)
-	}
-	return rl, nil
-}
-
-// realm is a compiled Realm.
-type realm struct {
-	name       string
-	basePath   string
-	baseURL    *url.URL // nil: each request's own origin
-	cookieName string   // without prefix
-	cookie     session.CookieOptions
-	csrf       *session.CSRF
-	asserter   *session.Asserter
-	cache      *tokenCache
-	revoked    *revocations
-	refreshes  singleflight.Group
-	admin      []*callbacks.Check
-	// database: sessions live in the store, the cookie holds their id.
-	database bool
-	// cookie names by whether the request is secure (with their prefixes)
-	sessionNames, csrfNames, stateNames [2]string
-	store                               store.Store
-	// tokenSecrets bind stored email token hashes to the realm's secrets: the
-	// first for new links, all for links sent before a rotation.
-	tokenSecrets []string
-	// codecs and stateCodecs are indexed by whether the request is secure: the
-	// cookie name, and so the key derivation salt, differs.
-	codecs      [2]*session.Codec
-	stateCodecs [2]*session.Codec
-	providers   []providers.Provider
-	byID        map[string]providers.Provider
-	cb          *callbacks.Callbacks
-	maxAge      time.Duration
-	updateAge   time.Duration
-	logger      *zap.Logger
-	now         func() time.Time
-}
-
-const (
-	defaultCookieName = "authgate.session-token"
-	csrfCookieName    = "authgate.csrf-token"
-	stateCookieName   = "authgate.oauth-state"
-	defaultMaxAge     = 30 * 24 * time.Hour
-	defaultUpdateAge  = 24 * time.Hour
-	minSecretLen      = 32
-)
-
-func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) (*realm, error) {
-	repl := caddy.NewReplacer()
-	rl := &realm{name: name, logger: logger, now: time.Now, byID: map[string]providers.Provider{}}
-
-	secrets := make([]string, 0, len(cfg.Secrets))
-	for i, s := range cfg.Secrets {
-		s = repl.ReplaceAll(s, "")
-		if len(s) < minSecretLen {
-			what := "secret"
-			if i > 0 {
-				what = fmt.Sprintf("secret #%d", i+1)
-			}
-			if s == "" {
-				return nil, fmt.Errorf("%s is empty (is its environment variable set?); generate one with `openssl rand -base64 33`", what)
-			}
-			return nil, fmt.Errorf("%s is too short: use at least %d random characters (`openssl rand -base64 33`)", what, minSecretLen)
-		}
-		secrets = append(secrets, s)
-	}
-	if len(secrets) == 0 {
-		return nil, fmt.Errorf("missing secret: add `secret {env.AUTHGATE_SECRET}` with a random value of at least %d characters", minSecretLen)
-	}
-
-	rl.basePath = "/.auth"
-	if cfg.BasePath != "" {
-		bp := strings.TrimSuffix(cfg.BasePath, "/")
-		if !strings.HasPrefix(bp, "/") || strings.ContainsAny(bp, "?#*{} \\") || bp == "" {
-			return nil, fmt.Errorf("base_path %q: want an absolute path such as /.auth", cfg.BasePath)
-		}
-		rl.basePath = bp
-	}
-
-	if cfg.URL != "" {
-		u, err := url.Parse(repl.ReplaceAll(cfg.URL, ""))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return nil, fmt.Errorf("url %q: want an origin such as https://auth.example.com", cfg.URL)
-		}
-		rl.baseURL = &url.URL{Scheme: u.Scheme, Host: u.Host}
-	}
-
-	rl.cookieName = defaultCookieName
-	rl.cookie = session.CookieOptions{Path: "/", SameSite: http.SameSiteLaxMode}
-	format := session.FormatAuthJS
-	if c := cfg.Cookie; c != nil {
-		if c.Name != "" {
-			if strings.ContainsAny(c.Name, " ;,=\t\"") || strings.HasPrefix(c.Name, "__") {
-				return nil, fmt.Errorf("cookie name %q: want a plain cookie name (the __Secure- prefix is added on https)", c.Name)
-			}
-			rl.cookieName = c.Name
-		}
-		rl.cookie.Domain = c.Domain
-		switch strings.ToLower(c.SameSite) {
-		case "", "lax":
-		case "strict":
-			rl.cookie.SameSite = http.SameSiteStrictMode
-		case "none":
-			rl.cookie.SameSite = http.SameSiteNoneMode
-		default:
-			return nil, fmt.Errorf("cookie same_site %q: want lax, strict or none", c.SameSite)
-		}
-		switch c.Compat {
-		case "":
-		case "next-auth-v4":
-			format = session.FormatNextAuthV4
-		default:
-			return nil, fmt.Errorf("cookie compat %q: want next-auth-v4", c.Compat)
-		}
-	}
-
-	rl.maxAge, rl.updateAge = defaultMaxAge, defaultUpdateAge
-	if s := cfg.Session; s != nil {
-		switch s.Strategy {
-		case "", "jwt":
-		case "database":
-			rl.database = true
-		default:
-			return nil, fmt.Errorf("session strategy %q: want jwt or database", s.Strategy)
-		}
-		if s.MaxAge < 0 || s.UpdateAge < 0 {
-			return nil, fmt.Errorf("session max_age and update_age must not be negative")
-		}
-		if s.MaxAge > 0 {
-			rl.maxAge = time.Duration(s.MaxAge)
-		}
-		if s.UpdateAge > 0 {
-			rl.updateAge = time.Duration(s.UpdateAge)
-		}
-		if rl.maxAge < time.Minute {
-			return nil, fmt.Errorf("session max_age %s is too short: use at least a minute", rl.maxAge)
-		}
-	}
-
-	for i, secure := range []bool{false, true} {
-		var err error
-		if rl.codecs[i], err = session.NewCodec(secrets, session.SecureName(rl.cookieName, secure), format); err != nil {
-			return nil, fmt.Errorf("session codec: %v", err)
-		}
-		if rl.stateCodecs[i], err = session.NewCodec(secrets, session.HostName(stateCookieName, secure), session.FormatAuthJS); err != nil {
-			return nil, fmt.Errorf("state codec: %v", err)
-		}
-	}
-	asserter, err := session.NewAsserter(secrets, name)
-	if err != nil {
-		return nil, fmt.Errorf("assertion keys: %v", err)
-	}
-	rl.asserter = asserter
-	rl.csrf = session.NewCSRF(secrets[0])
-	rl.cache = newTokenCache(defaultTokenCacheSize)
-	rl.revoked = newRevocations()
-	for i, secure := range []bool{false, true} {
-		rl.sessionNames[i] = session.SecureName(rl.cookieName, secure)
-		rl.csrfNames[i] = session.HostName(csrfCookieName, secure)
-		rl.stateNames[i] = session.HostName(stateCookieName, secure)
-	}
-	rl.tokenSecrets = secrets
-
-	client := &http.Client{Timeout: 20 * time.Second}
-	if len(cfg.Providers) == 0 {
-		return nil, fmt.Errorf("no provider: add at least one `provider <type> { … }`")
-	}
-	for _, pc := range cfg.Providers {
-		for _, f := range []*string{&pc.ClientSecret, &pc.ClientID, &pc.Mailer, &pc.AuthorizeURL, &pc.UsersFile} {
-			*f = repl.ReplaceAll(*f, "")
-		}
-		p, err := providers.New(ctx, pc, client, logger)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := rl.byID[p.ID()]; dup {
-			return nil, fmt.Errorf("two providers have the id %q: give one an id (`provider %s <id>`)", p.ID(), pc.Kind)
-		}
-		if p.Type() == providers.TypeEmail && rl.baseURL == nil {
-			// Links are built from the site's origin. Taken from the request, a
-			// forged Host header would mail the victim a working token on the
-			// attacker's host (on a site that answers any host).
-			return nil, fmt.Errorf("provider %q: the email provider needs the realm's `url` (such as `url https://app.example.com`): sign-in links are built from it, never from the request's Host header", p.ID())
-		}
-		rl.byID[p.ID()] = p
-		rl.providers = append(rl.providers, p)
-	}
-
-	var cbcfg callbacks.Config
-	if cfg.Callbacks != nil {
-		cbcfg = *cfg.Callbacks
-	}
-	// Webhook secrets and headers may come from the environment ({env.X}).
-	for _, rules := range [][]callbacks.Rule{cbcfg.SignIn, cbcfg.Redirect, cbcfg.JWT, cbcfg.Session} {
-		for i, r := range rules {
-			if r.Webhook == nil {
-				continue
-			}
-			wh := *r.Webhook
-			wh.Secret = repl.ReplaceAll(wh.Secret, "")
-			wh.Headers = make(map[string]string, len(r.Webhook.Headers))
-			for k, v := range r.Webhook.Headers {
-				wh.Headers[k] = repl.ReplaceAll(v, "")
-			}
-			rules[i].Webhook = &wh
-		}
-	}
-	cb, err := callbacks.Compile(cbcfg)
-	if err != nil {
-		return nil, err
-	}
-	rl.cb = cb
-	if rl.admin, err = compileAdmin(cfg.Admin); err != nil {
-		return nil, err
 	}
 	return rl, nil
 }

@@ -22,8 +22,8 @@ type signedAssertion struct {
 // signing a new one only when the cached one is about to expire (signing costs
 // tens of microseconds; the guard's path is a few).
 func (rl *realm) assertion(st *sessionState, r *http.Request) ([]string, error) {
-	now := rl.now()
-	iss := rl.base(r).String()
+	now := rl.sessions.now()
+	iss := rl.origin.base(r).String()
 	if a := st.entry.assertion.Load(); a != nil && a.iss == iss && now.Add(assertionRenew).Before(a.expires) {
 		return a.value, nil
 	}

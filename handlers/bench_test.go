@@ -57,11 +57,11 @@ func benchHandler(tb testing.TB, rl *realm, h *Handler) *Handler {
 // sessionCookie encodes a session token for rl with claims.
 func sessionCookie(tb testing.TB, rl *realm, claims map[string]any) *http.Cookie {
 	tb.Helper()
-	tok, err := rl.codecs[0].Encode(claims, time.Hour, time.Now())
+	tok, err := rl.sessions.codecs[0].Encode(claims, time.Hour, time.Now())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &http.Cookie{Name: rl.cookieName, Value: tok}
+	return &http.Cookie{Name: rl.sessions.cookieName, Value: tok}
 }
 
 var aliceClaims = map[string]any{"sub": "alice", "name": "Alice Example", "email": "alice@example.com", "picture": nil}
@@ -151,14 +151,14 @@ func BenchmarkGuardChunked8KB(b *testing.B) {
 	rl := benchRealm(b, nil)
 	h := benchHandler(b, rl, &Handler{})
 	claims := map[string]any{"sub": "alice", "email": "alice@example.com", "name": strings.Repeat("n", 5500)}
-	tok, err := rl.codecs[0].Encode(claims, time.Hour, time.Now())
+	tok, err := rl.sessions.codecs[0].Encode(claims, time.Hour, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
 	var cookies []*http.Cookie
 	for i := 0; len(tok) > 0; i++ {
 		n := min(len(tok), session.ChunkSize)
-		cookies = append(cookies, &http.Cookie{Name: rl.cookieName + "." + string(rune('0'+i)), Value: tok[:n]})
+		cookies = append(cookies, &http.Cookie{Name: rl.sessions.cookieName + "." + string(rune('0'+i)), Value: tok[:n]})
 		tok = tok[n:]
 	}
 	if len(cookies) < 2 {
@@ -171,7 +171,7 @@ func BenchmarkEncodeAtSignIn(b *testing.B) {
 	rl := benchRealm(b, nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := rl.codecs[0].Encode(aliceClaims, rl.maxAge, time.Now()); err != nil {
+		if _, err := rl.sessions.codecs[0].Encode(aliceClaims, rl.sessions.maxAge, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -188,7 +188,7 @@ func BenchmarkGuardCold(b *testing.B) {
 	w := &discard{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
-		rl.cache.clear()
+		rl.sessions.cache.clear()
 		r := *base
 		r.Header = hdr.Clone()
 		if err := h.ServeHTTP(w, &r, noop); err != nil {

@@ -5,12 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/authgate/caddy-authgate/callbacks"
@@ -19,7 +17,6 @@ import (
 )
 
 const (
-	errEmailSignin = "EmailSignin"
 	// Sending limits: per address and per client, in an hour from the first send.
 	emailPerAddress = 5
 	emailPerClient  = 20
@@ -33,7 +30,7 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 	field := zap.String("provider", p.ID())
 	addr, err := providers.NormalizeEmail(r.PostForm.Get("email"))
 	if err != nil {
-		rl.renderPage(w, http.StatusBadRequest, pageData{
+		rl.pages.message(w, http.StatusBadRequest, pageData{
 			Title:   "Check your email address",
 			Message: "That does not look like an email address. Go back and enter it again.",
 			Link:    rl.basePath + "/signin?callbackUrl=" + url.QueryEscape(r.PostForm.Get("callbackUrl")), LinkText: "Back to sign in",
@@ -44,7 +41,7 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 	ctx := r.Context()
 
 	user := map[string]any{"id": addr, "email": addr}
-	if u, err := rl.store.GetUserByEmail(ctx, addr); err == nil {
+	if u, err := rl.sessions.store.GetUserByEmail(ctx, addr); err == nil {
 		user = storeUserMap(u)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		rl.fail(w, r, errEmailSignin, err, field)
@@ -62,18 +59,18 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 	}
 
 	token := randomString()
-	hash := rl.tokenHash(token, rl.tokenSecrets[0])
-	expires := rl.now().Add(p.MaxAge())
-	if err := rl.store.CreateVerificationToken(ctx, store.VerificationToken{Identifier: addr, TokenHash: hash, Expires: expires}); err != nil {
+	hash := rl.links.hash(token)
+	expires := rl.sessions.now().Add(p.MaxAge())
+	if err := rl.sessions.store.CreateVerificationToken(ctx, store.VerificationToken{Identifier: addr, TokenHash: hash, Expires: expires}); err != nil {
 		rl.fail(w, r, errEmailSignin, err, field)
 		return
 	}
 	q := url.Values{"token": {token}, "email": {addr}, "callbackUrl": {callbackURL}}
-	base := rl.base(r)
+	base := rl.origin.base(r)
 	link := base.String() + rl.basePath + "/callback/" + url.PathEscape(p.ID()) + "?" + q.Encode()
 	if err := p.SendLink(ctx, addr, link, base.Host); err != nil {
 		// The link never left: make sure its token cannot be used either.
-		_, _ = rl.store.UseVerificationToken(ctx, addr, hash)
+		_, _ = rl.sessions.store.UseVerificationToken(ctx, addr, hash)
 		rl.fail(w, r, errEmailSignin, err, field)
 		return
 	}
@@ -94,7 +91,7 @@ func (rl *realm) emailCallback(w http.ResponseWriter, r *http.Request, p *provid
 		return
 	}
 	ctx := r.Context()
-	if err := rl.useToken(ctx, addr, token); err != nil {
+	if err := rl.links.use(ctx, rl.sessions.store, addr, token); err != nil {
 		rl.fail(w, r, errVerification, err, field)
 		return
 	}
@@ -102,25 +99,35 @@ func (rl *realm) emailCallback(w http.ResponseWriter, r *http.Request, p *provid
 		User:    map[string]any{"id": addr, "email": addr},
 		Account: map[string]any{"provider": p.ID(), "type": providers.TypeEmail, "provider_account_id": addr},
 	}
-	if u, err := rl.store.GetUserByEmail(ctx, addr); err == nil {
+	if u, err := rl.sessions.store.GetUserByEmail(ctx, addr); err == nil {
 		id.User = storeUserMap(u)
 	}
 	rl.finishSignIn(w, r, id, nil, q.Get("callbackUrl"))
 }
 
-// tokenHash is what the store keeps of an email token: bound to a realm secret,
-// so a copy of the store alone does not yield working links.
-func (rl *realm) tokenHash(token, secret string) string {
+// linkTokens makes and checks the tokens of email sign-in links. The store
+// keeps only a hash of a token bound to a realm secret, so a copy of the store
+// alone does not yield working links.
+type linkTokens struct {
+	// secrets are the realm's: the first for new links, all for links sent
+	// before a rotation.
+	secrets []string
+}
+
+func tokenHash(token, secret string) string {
 	sum := sha256.Sum256([]byte(token + secret))
 	return hex.EncodeToString(sum[:])
 }
 
-// useToken consumes the link's token, whichever of the realm's secrets it was
-// made with (links sent before a secret rotation keep working).
-func (rl *realm) useToken(ctx context.Context, addr, token string) error {
+// hash is what the store keeps of a new link's token.
+func (lt linkTokens) hash(token string) string { return tokenHash(token, lt.secrets[0]) }
+
+// use consumes the link's token, whichever of the realm's secrets it was made
+// with (links sent before a secret rotation keep working).
+func (lt linkTokens) use(ctx context.Context, st store.Store, addr, token string) error {
 	var err error
-	for _, secret := range rl.tokenSecrets {
-		if _, err = rl.store.UseVerificationToken(ctx, addr, rl.tokenHash(token, secret)); err == nil {
+	for _, secret := range lt.secrets {
+		if _, err = st.UseVerificationToken(ctx, addr, tokenHash(token, secret)); err == nil {
 			return nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
@@ -132,7 +139,7 @@ func (rl *realm) useToken(ctx context.Context, addr, token string) error {
 
 // underLimit counts one send for key and, past limit in the window, answers 429.
 func (rl *realm) underLimit(w http.ResponseWriter, r *http.Request, key string, limit int) bool {
-	n, err := rl.store.Hit(r.Context(), key, emailWindow)
+	n, err := rl.sessions.store.Hit(r.Context(), key, emailWindow)
 	if err != nil {
 		rl.fail(w, r, errEmailSignin, err)
 		return false
@@ -142,30 +149,11 @@ func (rl *realm) underLimit(w http.ResponseWriter, r *http.Request, key string, 
 	}
 	rl.logger.Warn("email sign-in rate limit reached", zap.String("key", key))
 	w.Header().Set("Retry-After", "3600")
-	rl.renderPage(w, http.StatusTooManyRequests, pageData{
+	rl.pages.message(w, http.StatusTooManyRequests, pageData{
 		Title:   "Too many sign-in emails",
 		Message: "Too many sign-in links were requested. Check your inbox for one already sent, or try again in an hour.",
 	})
 	return false
-}
-
-// verifyRequestPage: GET /verify-request.
-func (rl *realm) verifyRequestPage(w http.ResponseWriter, r *http.Request) {
-	rl.renderPage(w, http.StatusOK, pageData{
-		Title:   "Check your email",
-		Message: "A sign-in link has been sent to your email address. It can be used once.",
-	})
-}
-
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // storeUserMap is a stored user in Auth.js's user shape.

@@ -18,26 +18,23 @@ func TestEmailTokenSurvivesSecretRotation(t *testing.T) {
 	const oldSecret, newSecret = "the-old-secret-0123456789-0123456789", "the-new-secret-0123456789-0123456789"
 
 	before := benchRealm(t, func(r *Realm) { r.Secrets = []string{oldSecret} })
-	before.store = st
 	const addr, token = "alice@example.com", "a-link-token"
 	if err := st.CreateVerificationToken(ctx, store.VerificationToken{
-		Identifier: addr, TokenHash: before.tokenHash(token, before.tokenSecrets[0]), Expires: time.Now().Add(time.Hour),
+		Identifier: addr, TokenHash: before.links.hash(token), Expires: time.Now().Add(time.Hour),
 	}); err != nil {
 		t.Fatal(err)
 	}
 
 	dropped := benchRealm(t, func(r *Realm) { r.Secrets = []string{newSecret} })
-	dropped.store = st
-	if err := dropped.useToken(ctx, addr, token); !errors.Is(err, store.ErrNotFound) {
+	if err := dropped.links.use(ctx, st, addr, token); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a link of a secret the realm no longer has: err = %v, want ErrNotFound", err)
 	}
 
 	after := benchRealm(t, func(r *Realm) { r.Secrets = []string{newSecret, oldSecret} })
-	after.store = st
-	if err := after.useToken(ctx, addr, token); err != nil {
+	if err := after.links.use(ctx, st, addr, token); err != nil {
 		t.Fatalf("a link sent before the rotation: %v", err)
 	}
-	if err := after.useToken(ctx, addr, token); !errors.Is(err, store.ErrNotFound) {
+	if err := after.links.use(ctx, st, addr, token); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the same link a second time: err = %v, want ErrNotFound", err)
 	}
 }

@@ -14,13 +14,23 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-// pages are parsed once; each page template defines "content" inside layout.html.
-var pages = map[string]*template.Template{}
+// builtinPages are parsed once; each page template defines "content" inside layout.html.
+var builtinPages = map[string]*template.Template{}
 
 func init() {
 	for _, name := range []string{"signin", "signout", "message"} {
-		pages[name] = template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
+		builtinPages[name] = template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
 	}
+}
+
+// pages renders the realm's HTML pages.
+type pages struct {
+	templates map[string]*template.Template
+	logger    *zap.Logger
+}
+
+func newPages(logger *zap.Logger) *pages {
+	return &pages{templates: builtinPages, logger: logger}
 }
 
 // pageData is what every page template receives.
@@ -42,10 +52,11 @@ type pageData struct {
 
 type providerView struct{ ID, Name string }
 
-func (rl *realm) render(w http.ResponseWriter, status int, page string, d pageData) {
+// render answers with a page.
+func (p *pages) render(w http.ResponseWriter, status int, page string, d pageData) {
 	var buf bytes.Buffer
-	if err := pages[page].ExecuteTemplate(&buf, "layout.html", d); err != nil {
-		rl.logger.Error("rendering page", zap.String("page", page), zap.Error(err))
+	if err := p.templates[page].ExecuteTemplate(&buf, "layout.html", d); err != nil {
+		p.logger.Error("rendering page", zap.String("page", page), zap.Error(err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -59,8 +70,26 @@ func (rl *realm) render(w http.ResponseWriter, status int, page string, d pageDa
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (rl *realm) renderPage(w http.ResponseWriter, status int, d pageData) {
-	rl.render(w, status, "message", d)
+// message answers with the page that shows a title and a message.
+func (p *pages) message(w http.ResponseWriter, status int, d pageData) {
+	p.render(w, status, "message", d)
+}
+
+// unavailable answers a request whose session could not be read because the
+// store is down: 503 with a page for browsers, JSON for others.
+func unavailable(w http.ResponseWriter, r *http.Request, p *pages, logger *zap.Logger, err error) error {
+	logger.Error("the session store is unavailable", zap.Error(err))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "5")
+	if isNavigation(r) {
+		p.message(w, http.StatusServiceUnavailable, pageData{
+			Title:   "Temporarily unavailable",
+			Message: "Your session cannot be checked right now. Try again in a few seconds.",
+		})
+		return nil
+	}
+	writeError(w, http.StatusServiceUnavailable, errSessionUnavailable)
+	return nil
 }
 
 // signinPage: GET /signin, a button per OAuth provider and a form per credentials provider.
@@ -68,14 +97,14 @@ func (rl *realm) signinPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d := pageData{
 		Title:       "Sign in",
-		CSRFToken:   rl.csrfToken(w, r),
+		CSRFToken:   rl.csrf.token(w, r),
 		CallbackURL: rl.callbackURL(r, q.Get("callbackUrl")),
 		BasePath:    rl.basePath,
 	}
 	if code := q.Get("error"); code != "" {
 		d.Error = errorText(code)
 	}
-	for _, p := range rl.providers {
+	for _, p := range rl.providers.list {
 		v := providerView{ID: p.ID(), Name: p.Name()}
 		switch p.Type() {
 		case providers.TypeCredentials:
@@ -86,65 +115,34 @@ func (rl *realm) signinPage(w http.ResponseWriter, r *http.Request) {
 			d.OAuth = append(d.OAuth, v)
 		}
 	}
-	rl.render(w, http.StatusOK, "signin", d)
+	rl.pages.render(w, http.StatusOK, "signin", d)
 }
 
 // signoutPage: GET /signout, a confirmation form.
 func (rl *realm) signoutPage(w http.ResponseWriter, r *http.Request) {
-	rl.render(w, http.StatusOK, "signout", pageData{
+	rl.pages.render(w, http.StatusOK, "signout", pageData{
 		Title:       "Sign out",
-		CSRFToken:   rl.csrfToken(w, r),
+		CSRFToken:   rl.csrf.token(w, r),
 		CallbackURL: rl.callbackURL(r, r.URL.Query().Get("callbackUrl")),
 		BasePath:    rl.basePath,
 	})
 }
 
 // errorPage: GET /error?error=<code>.
-func (rl *realm) errorPage(w http.ResponseWriter, r *http.Request, code string) {
-	status, ok := errorStatus[code]
-	if !ok {
-		code, status = "Default", http.StatusBadRequest
-	}
-	rl.renderPage(w, status, pageData{
+func (rl *realm) errorPage(w http.ResponseWriter, r *http.Request) {
+	code, e := lookupError(r.URL.Query().Get("error"))
+	rl.pages.message(w, e.status, pageData{
 		Title:   "Sign-in problem",
 		Code:    code,
-		Message: errorText(code),
+		Message: e.text,
 		Link:    rl.basePath + "/signin", LinkText: "Try signing in again",
 	})
 }
 
-var errorStatus = map[string]int{
-	errConfiguration:     http.StatusInternalServerError,
-	errAccessDenied:      http.StatusForbidden,
-	errVerification:      http.StatusForbidden,
-	errOAuthSignin:       http.StatusBadGateway,
-	errOAuthCallback:     http.StatusBadRequest,
-	errCredentialsSignin: http.StatusUnauthorized,
-	errEmailSignin:       http.StatusBadGateway,
-	errAccountNotLinked:  http.StatusConflict,
-	errSessionRequired:   http.StatusUnauthorized,
-}
-
-func errorText(code string) string {
-	switch code {
-	case errConfiguration:
-		return "The sign-in service is misconfigured. The administrator can find the details in the server log."
-	case errAccessDenied:
-		return "You do not have permission to sign in."
-	case errVerification:
-		return "The sign-in link is no longer valid. It may have been used already or it may have expired."
-	case errOAuthSignin:
-		return "Could not start signing in with the identity provider. It may be unavailable; try again in a moment."
-	case errOAuthCallback:
-		return "Signing in with the identity provider could not be completed. Start again from the sign-in page."
-	case errCredentialsSignin:
-		return "Sign in failed. Check the username and password you entered."
-	case errEmailSignin:
-		return "The sign-in email could not be sent. Try again in a moment."
-	case errAccountNotLinked:
-		return "This email address is already used by an account that signed in another way. Sign in the way you did before."
-	case errSessionRequired:
-		return "Please sign in to see this page."
-	}
-	return "Something went wrong while signing in."
+// verifyRequestPage: GET /verify-request.
+func (rl *realm) verifyRequestPage(w http.ResponseWriter, _ *http.Request) {
+	rl.pages.message(w, http.StatusOK, pageData{
+		Title:   "Check your email",
+		Message: "A sign-in link has been sent to your email address. It can be used once.",
+	})
 }

@@ -61,42 +61,31 @@ func (s *revocations) merge(m map[string]time.Time) {
 	}
 }
 
-// The store's optional abilities (see package store).
-type (
-	broadcaster interface {
-		Publish(ctx context.Context, topic, msg string) error
-		Subscribe(ctx context.Context, topic string, onMessage func(msg string), onResync func()) error
-	}
-	revocationLister interface {
-		Revocations(ctx context.Context) (map[string]time.Time, error)
-	}
-)
-
 const eventsTopic = "sessions"
 
 // startRevocations loads the revocations and subscribes to other instances' events.
-func (rl *realm) startRevocations(ctx context.Context) error {
-	if err := rl.loadRevocations(ctx); err != nil {
+func (s *sessions) startRevocations(ctx context.Context) error {
+	if err := s.loadRevocations(ctx); err != nil {
 		return err
 	}
-	b, ok := rl.store.(broadcaster)
+	b, ok := s.store.(store.Broadcaster)
 	if !ok {
 		return nil
 	}
-	return b.Subscribe(ctx, eventsTopic, rl.onEvent, func() {
+	return b.Subscribe(ctx, eventsTopic, s.onEvent, func() {
 		// Events were missed while the connection was down: reload, and forget
 		// cached database sessions, which may have been deleted meanwhile.
-		if err := rl.loadRevocations(ctx); err != nil {
-			rl.logger.Error("reloading revocations after a reconnect", zap.Error(err))
+		if err := s.loadRevocations(ctx); err != nil {
+			s.logger.Error("reloading revocations after a reconnect", zap.Error(err))
 		}
-		if rl.database {
-			rl.cache.clear()
+		if s.database {
+			s.cache.clear()
 		}
 	})
 }
 
-func (rl *realm) loadRevocations(ctx context.Context) error {
-	l, ok := rl.store.(revocationLister)
+func (s *sessions) loadRevocations(ctx context.Context) error {
+	l, ok := s.store.(store.RevocationLister)
 	if !ok {
 		return nil
 	}
@@ -104,69 +93,76 @@ func (rl *realm) loadRevocations(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rl.revoked.merge(m)
+	s.revoked.merge(m)
 	return nil
 }
 
 // onEvent applies another instance's event: "sid <id> <unix until>" or
 // "session <hash>".
-func (rl *realm) onEvent(msg string) {
+func (s *sessions) onEvent(msg string) {
 	kind, rest, _ := strings.Cut(msg, " ")
 	switch kind {
 	case "sid":
 		sid, until, _ := strings.Cut(rest, " ")
 		sec, err := strconv.ParseInt(until, 10, 64)
 		if err == nil && sid != "" {
-			rl.revoked.add(sid, time.Unix(sec, 0), rl.now())
+			s.revoked.add(sid, time.Unix(sec, 0), s.now())
 		}
 	case "session":
-		rl.cache.remove(rest)
+		s.cache.remove(rest)
 	}
 }
 
-func (rl *realm) broadcast(ctx context.Context, msg string) {
-	if b, ok := rl.store.(broadcaster); ok {
+func (s *sessions) broadcast(ctx context.Context, msg string) {
+	if b, ok := s.store.(store.Broadcaster); ok {
 		if err := b.Publish(ctx, eventsTopic, msg); err != nil {
-			rl.logger.Error("telling other instances about a sign-out failed", zap.Error(err))
+			s.logger.Error("telling other instances about a sign-out failed", zap.Error(err))
 		}
 	}
 }
 
-// endSession ends the request's session everywhere: a jwt session's sid is
-// revoked, a database session is deleted.
-func (rl *realm) endSession(ctx context.Context, st *sessionState) error {
-	now := rl.now()
-	rl.cache.remove(st.key)
-	if rl.database {
-		// Deleted before other instances hear of it (see revokeSessions); a
-		// request here may have cached it again meanwhile: forget it again.
-		err := rl.store.DeleteSession(ctx, st.key)
-		rl.cache.remove(st.key)
-		rl.broadcast(ctx, "session "+st.key)
-		return err
+// end ends the request's session everywhere: a jwt session's sid is revoked, a
+// database session is deleted.
+func (s *sessions) end(ctx context.Context, st *sessionState) error {
+	s.cache.remove(st.key)
+	if s.database {
+		return s.deleteDatabaseSession(ctx, st.key)
 	}
 	if st.entry == nil || st.entry.sid == "" {
 		return nil
 	}
-	return rl.revokeSID(ctx, st.entry.sid, now)
+	return s.revokeSID(ctx, st.entry.sid, s.now())
+}
+
+// deleteDatabaseSession ends a database session on every instance. It is
+// deleted from the store before the caches hear of it: an instance that
+// dropped it from its cache and read it again before the deletion would cache
+// it for another databaseCacheTTL.
+func (s *sessions) deleteDatabaseSession(ctx context.Context, key string) error {
+	err := s.store.DeleteSession(ctx, key)
+	s.forgetDatabaseSession(ctx, key)
+	return err
+}
+
+// forgetDatabaseSession drops a database session from every instance's cache,
+// after the store changed it.
+func (s *sessions) forgetDatabaseSession(ctx context.Context, key string) {
+	s.cache.remove(key)
+	s.broadcast(ctx, "session "+key)
 }
 
 // revokeSID revokes every token of a jwt session on every instance. Tokens of a
 // session never outlive max_age from now, so the revocation need not either.
-func (rl *realm) revokeSID(ctx context.Context, sid string, now time.Time) error {
-	until := now.Add(rl.maxAge)
-	rl.revoked.add(sid, until, now)
+func (s *sessions) revokeSID(ctx context.Context, sid string, now time.Time) error {
+	until := now.Add(s.maxAge)
+	s.revoked.add(sid, until, now)
 	var errs []error
-	if err := rl.store.Revoke(ctx, sid, until); err != nil {
+	if err := s.store.Revoke(ctx, sid, until); err != nil {
 		errs = append(errs, err)
 	}
-	if err := rl.store.DeleteSession(ctx, jwtSessionID(sid)); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := s.store.DeleteSession(ctx, jwtSessionID(sid)); err != nil && !errors.Is(err, store.ErrNotFound) {
 		errs = append(errs, err)
 	}
-	rl.broadcast(ctx, "sid "+sid+" "+strconv.FormatInt(until.Unix(), 10))
+	s.broadcast(ctx, "sid "+sid+" "+strconv.FormatInt(until.Unix(), 10))
 	return errors.Join(errs...)
 }
-
-// jwtSessionID names the store record that lists a jwt session under its user,
-// so that an administrator can see and revoke it.
-func jwtSessionID(sid string) string { return "jwt:" + sid }

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/authgate/caddy-authgate/providers"
 	"github.com/authgate/caddy-authgate/store"
 )
 
@@ -21,8 +20,6 @@ const (
 	// refreshLockTTL bounds how long other instances wait for one instance's
 	// refresh, and how long its result is kept for them.
 	refreshLockTTL = 30 * time.Second
-	// errRefresh is Auth.js's guide's name for a refresh that failed.
-	errRefresh = "RefreshAccessTokenError"
 )
 
 // refreshed is the outcome of refreshing one session token: the new cookie value
@@ -45,8 +42,8 @@ func oauthClaims(account map[string]any) map[string]any {
 }
 
 // dueForRefresh reports whether e's access token expires within refreshSkew.
-func (rl *realm) dueForRefresh(e *tokenEntry, now time.Time) bool {
-	if !rl.cb.RefreshAccessToken() || e.failedRefresh {
+func (s *sessions) dueForRefresh(e *tokenEntry, now time.Time) bool {
+	if !s.refreshOn || e.failedRefresh {
 		return false
 	}
 	at := numericTime(e.claims["expires_at"])
@@ -58,17 +55,17 @@ func (rl *realm) dueForRefresh(e *tokenEntry, now time.Time) bool {
 // flight in this process); several instances share one through a short lock in
 // the store, the others waiting for its result. A failed refresh yields a token
 // without provider tokens and with error RefreshAccessTokenError: signed out.
-func (rl *realm) refresh(ctx context.Context, raw string, e *tokenEntry, secure bool) *refreshed {
+func (s *sessions) refresh(ctx context.Context, raw string, e *tokenEntry, secure bool) *refreshed {
 	if n := e.next.Load(); n != nil {
 		return n
 	}
-	v, _, _ := rl.refreshes.Do(raw, func() (any, error) {
+	v, _, _ := s.refreshes.Do(raw, func() (any, error) {
 		if n := e.next.Load(); n != nil {
 			return n, nil
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
-		n := rl.refreshOnce(ctx, e, secure)
+		n := s.refreshOnce(ctx, e, secure)
 		if n != nil {
 			e.next.Store(n)
 		}
@@ -78,8 +75,8 @@ func (rl *realm) refresh(ctx context.Context, raw string, e *tokenEntry, secure 
 	return n
 }
 
-func (rl *realm) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) *refreshed {
-	now := rl.now()
+func (s *sessions) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) *refreshed {
+	now := s.now()
 	rt, _ := e.claims["refresh_token"].(string)
 	sum := sha256.Sum256([]byte(rt))
 	lockID := "refresh:" + hex.EncodeToString(sum[:])
@@ -87,24 +84,24 @@ func (rl *realm) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) *r
 	// The lock is listed under a user of its own (the store requires one): not
 	// under the session's user, whose sessions administrators list, and not
 	// under one shared by every lock, whose list would grow with every refresh.
-	err := rl.store.CreateSession(ctx, store.Session{ID: lockID, UserID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{}})
+	err := s.store.CreateSession(ctx, store.Session{ID: lockID, UserID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{}})
 	if errors.Is(err, store.ErrConflict) {
-		return rl.awaitRefresh(ctx, lockID, secure)
+		return s.awaitRefresh(ctx, lockID, secure)
 	}
 	if err != nil {
 		// Without the lock another instance might refresh too; with rotating
 		// refresh tokens one of the two would then fail. Go on: better than
 		// signing the user out because the store hiccupped.
-		rl.logger.Warn("refresh lock unavailable; refreshing without it", zap.Error(err))
+		s.logger.Warn("refresh lock unavailable; refreshing without it", zap.Error(err))
 	}
 
 	claims := make(map[string]any, len(e.claims))
 	for k, v := range e.claims {
 		claims[k] = v
 	}
-	fresh, err := rl.refreshWithProvider(ctx, claims)
+	fresh, err := s.refreshWithProvider(ctx, claims)
 	if err != nil {
-		rl.logger.Warn("refreshing the access token failed; the user must sign in again", zap.Any("user_id", claims["sub"]), zap.Error(err))
+		s.logger.Warn("refreshing the access token failed; the user must sign in again", zap.Any("user_id", claims["sub"]), zap.Error(err))
 		delete(claims, "access_token")
 		delete(claims, "refresh_token")
 		delete(claims, "expires_at")
@@ -116,21 +113,21 @@ func (rl *realm) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) *r
 			}
 		}
 	}
-	tok, ne, err := rl.issueToken(claims, secure, now)
+	tok, ne, err := s.issue(claims, secure, now)
 	if err != nil {
-		rl.logger.Error("encoding the refreshed session", zap.Error(err))
+		s.logger.Error("encoding the refreshed session", zap.Error(err))
 		return nil
 	}
 	n := &refreshed{token: tok, entry: ne}
-	if err := rl.store.UpdateSession(ctx, store.Session{ID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{"token": tok}}); err != nil {
-		rl.logger.Warn("sharing the refreshed session with other instances", zap.Error(err))
+	if err := s.store.UpdateSession(ctx, store.Session{ID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{"token": tok}}); err != nil {
+		s.logger.Warn("sharing the refreshed session with other instances", zap.Error(err))
 	}
 	return n
 }
 
-func (rl *realm) refreshWithProvider(ctx context.Context, claims map[string]any) (map[string]any, error) {
+func (s *sessions) refreshWithProvider(ctx context.Context, claims map[string]any) (map[string]any, error) {
 	id, _ := claims["provider"].(string)
-	p, ok := rl.byID[id].(providers.OAuth)
+	p, ok := s.oauth(id)
 	if !ok {
 		return nil, fmt.Errorf("the token names no OAuth provider of this realm (%q)", id)
 	}
@@ -139,19 +136,19 @@ func (rl *realm) refreshWithProvider(ctx context.Context, claims map[string]any)
 }
 
 // awaitRefresh waits for another instance's refresh of the same token.
-func (rl *realm) awaitRefresh(ctx context.Context, lockID string, secure bool) *refreshed {
+func (s *sessions) awaitRefresh(ctx context.Context, lockID string, secure bool) *refreshed {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		s, err := rl.store.GetSession(ctx, lockID)
+		rec, err := s.store.GetSession(ctx, lockID)
 		if err == nil {
-			if tok, ok := s.Data["token"].(string); ok && tok != "" {
-				claims, err := rl.codecs[idx(secure)].Decode(tok, rl.now())
+			if tok, ok := rec.Data["token"].(string); ok && tok != "" {
+				claims, err := s.codecs[idx(secure)].Decode(tok, s.now())
 				if err != nil {
 					return nil
 				}
 				e := newTokenEntry(claims)
-				rl.cache.put(tok, e, rl.now())
+				s.cache.put(tok, e, s.now())
 				return &refreshed{token: tok, entry: e}
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {

@@ -49,7 +49,7 @@ func (s *listeningStore) Subscribe(context.Context, string, func(string), func()
 func TestSessionGoneBeforeBroadcast(t *testing.T) {
 	rl := benchRealm(t, func(c *Realm) { c.Session = &SessionConfig{Strategy: "database"} })
 	ls := &listeningStore{Memory: store.NewMemory()}
-	rl.store = ls
+	rl.sessions.store = ls
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour)
 	for _, id := range []string{"s1", "s2", "s3"} {
@@ -59,7 +59,7 @@ func TestSessionGoneBeforeBroadcast(t *testing.T) {
 	}
 
 	// A sign-out.
-	if err := rl.endSession(ctx, &sessionState{rl: rl, key: "s1", expires: exp}); err != nil {
+	if err := rl.sessions.end(ctx, &sessionState{cb: rl.cb, key: "s1", expires: exp}); err != nil {
 		t.Fatal(err)
 	}
 	// An administrator's revocation of one session, then of all of alice's.
@@ -84,18 +84,18 @@ func TestSessionGoneBeforeBroadcast(t *testing.T) {
 func TestResyncKeepsRevocations(t *testing.T) {
 	rl := benchRealm(t, nil)
 	st := store.NewMemory()
-	rl.store = st
+	rl.sessions.store = st
 	ctx := context.Background()
 	now := time.Now()
-	rl.revoked.add("known", now.Add(time.Hour), now)
+	rl.sessions.revoked.add("known", now.Add(time.Hour), now)
 	if err := st.Revoke(ctx, "stored", now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := rl.loadRevocations(ctx); err != nil {
+	if err := rl.sessions.loadRevocations(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, jti := range []string{"known", "stored"} {
-		if !rl.revoked.has(jti, now) {
+		if !rl.sessions.revoked.has(jti, now) {
 			t.Errorf("after a resync, %s is not revoked", jti)
 		}
 	}

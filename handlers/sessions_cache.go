@@ -128,10 +128,23 @@ func newTokenEntry(claims map[string]any) *tokenEntry {
 		e.sid, _ = claims["jti"].(string)
 	}
 	e.failedRefresh = claims["error"] == errRefresh
-	for i, k := range [3]string{"sub", "email", "name"} {
+	for i, k := range defaultHeaderClaims {
 		if s, ok := claims[k].(string); ok && s != "" {
 			e.defaults[i] = []string{headerSafe(s)}
 		}
 	}
 	return e
+}
+
+// numericTime reads a JWT NumericDate claim.
+func numericTime(v any) time.Time {
+	switch n := v.(type) {
+	case float64:
+		return time.Unix(int64(n), 0)
+	case int64:
+		return time.Unix(n, 0)
+	case int:
+		return time.Unix(int64(n), 0)
+	}
+	return time.Time{}
 }

@@ -1,15 +1,10 @@
-// Package handlers is authgate's HTTP side: the `authgate` app with its realms,
-// the guard that lets only signed-in users through to the upstream, and the
-// /.auth/* sign-in endpoints with their HTML pages.
 package handlers
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -105,22 +100,22 @@ func (h *Handler) compile(rl *realm) error {
 		h.require = append(h.require, chk)
 	}
 	for _, hc := range h.Headers {
-		if hc.Name == "" || strings.ContainsAny(hc.Name, " :\t\r\n") {
-			return fmt.Errorf("header %q: invalid header name", hc.Name)
+		if err := checkHeaderName(hc.Name); err != nil {
+			return fmt.Errorf("header %q: %v", hc.Name, err)
 		}
 		e, err := callbacks.CompileExpr(hc.Expr)
 		if err != nil {
 			return fmt.Errorf("header %s: %v", hc.Name, err)
 		}
 		h.headers = append(h.headers, header{name: http.CanonicalHeaderKey(hc.Name), expr: e})
-		h.strip = append(h.strip, strings.ReplaceAll(strings.ToLower(hc.Name), "_", "-"))
+		h.strip = append(h.strip, stripName(hc.Name))
 	}
 	if h.Assertion != "" {
-		if strings.ContainsAny(h.Assertion, " :\t\r\n") {
-			return fmt.Errorf("assertion header %q: invalid header name", h.Assertion)
+		if err := checkHeaderName(h.Assertion); err != nil {
+			return fmt.Errorf("assertion header %q: %v", h.Assertion, err)
 		}
 		h.Assertion = http.CanonicalHeaderKey(h.Assertion)
-		h.strip = append(h.strip, strings.ReplaceAll(strings.ToLower(h.Assertion), "_", "-"))
+		h.strip = append(h.strip, stripName(h.Assertion))
 	}
 	h.tokenOnly = !rl.cb.HasSessionRules() || rl.cb.SessionDependsOnTokenOnly()
 	for _, c := range h.require {
@@ -130,6 +125,19 @@ func (h *Handler) compile(rl *realm) error {
 		h.tokenOnly = h.tokenOnly && !hd.expr.UsesRequest()
 	}
 	return nil
+}
+
+// checkHeaderName checks a configured header name.
+func checkHeaderName(name string) error {
+	if name == "" || strings.ContainsAny(name, " :\t\r\n") {
+		return fmt.Errorf("invalid header name")
+	}
+	return nil
+}
+
+// stripName is how a header name is compared when stripping client headers.
+func stripName(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }
 
 // Validate checks the configuration.
@@ -148,17 +156,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.stripIdentityHeaders(r)
-	st, err := rl.readSession(w, r)
+	st, err := rl.sessions.read(w, r, rl.cb)
 	if err != nil {
-		return rl.unavailable(w, r, err)
+		return unavailable(w, r, rl.pages, rl.logger, err)
 	}
 	if st == nil || st.entry.failedRefresh {
 		return h.unauthenticated(w, r)
 	}
-	rl.stripAuthCookies(r)
+	stripAuthCookies(r, rl.sessions.isAuthCookie)
 
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl != nil {
+	if repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); repl != nil {
 		repl.Set("http.auth.user.id", st.token["sub"])
 		repl.Set("http.auth.user.email", st.token["email"])
 		repl.Set("http.auth.user.name", st.token["name"])
@@ -197,7 +204,10 @@ func (h *Handler) view(st *sessionState, r *http.Request) *view {
 	return v
 }
 
-var defaultHeaderNames = [3]string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Name"}
+var (
+	defaultHeaderNames  = [3]string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Name"}
+	defaultHeaderClaims = [3]string{"sub", "email", "name"}
+)
 
 func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 	v := &view{allowed: true}
@@ -221,14 +231,8 @@ func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 		req = requestVars(r)
 	}
 	vars := map[string]any{"session": sess, "token": st.token, "request": req}
-	for _, chk := range h.require {
-		ok, err := chk.Holds(vars)
-		if err != nil {
-			h.logger.Error("require failed; refusing the request", zap.Error(err))
-		}
-		if !ok {
-			return &view{}
-		}
+	if !requireHolds(h.require, vars, h.logger) {
+		return &view{}
 	}
 	for _, hd := range h.headers {
 		val, err := hd.expr.String(vars)
@@ -243,21 +247,19 @@ func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 	return v
 }
 
-// unavailable answers a request whose session could not be read because the
-// store is down: 503 with a page for browsers, JSON for others.
-func (rl *realm) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
-	rl.logger.Error("the session store is unavailable", zap.Error(err))
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Retry-After", "5")
-	if isNavigation(r) {
-		rl.renderPage(w, http.StatusServiceUnavailable, pageData{
-			Title:   "Temporarily unavailable",
-			Message: "Your session cannot be checked right now. Try again in a few seconds.",
-		})
-		return nil
+// requireHolds reports whether every check holds for vars; a check that fails
+// to evaluate does not hold, and is logged.
+func requireHolds(checks []*callbacks.Check, vars map[string]any, logger *zap.Logger) bool {
+	for _, chk := range checks {
+		ok, err := chk.Holds(vars)
+		if err != nil {
+			logger.Error("require failed; refusing the request", zap.Error(err))
+		}
+		if !ok {
+			return false
+		}
 	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "SessionUnavailable"})
-	return nil
+	return true
 }
 
 // forbidden answers a signed-in request this route does not allow: an HTML page
@@ -265,14 +267,30 @@ func (rl *realm) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if isNavigation(r) {
-		h.realm.renderPage(w, http.StatusForbidden, pageData{
+		h.realm.pages.message(w, http.StatusForbidden, pageData{
 			Title:   "Access denied",
 			Message: "You are signed in, but this page is not available to your account.",
 			Link:    h.realm.basePath + "/signout", LinkText: "Sign in as someone else",
 		})
 		return nil
 	}
-	writeJSON(w, http.StatusForbidden, map[string]string{"error": "AccessDenied"})
+	writeError(w, http.StatusForbidden, errAccessDenied)
+	return nil
+}
+
+// unauthenticated answers a request that has no valid session.
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if h.UnauthenticatedStatus == 0 && isNavigation(r) {
+		target := h.realm.origin.base(r).String() + r.URL.RequestURI()
+		http.Redirect(w, r, h.realm.basePath+"/signin?callbackUrl="+url.QueryEscape(target), http.StatusFound)
+		return nil
+	}
+	status := h.UnauthenticatedStatus
+	if status == 0 {
+		status = http.StatusUnauthorized
+	}
+	writeError(w, status, errSessionRequired)
 	return nil
 }
 
@@ -290,30 +308,6 @@ func headerSafe(s string) string {
 		}
 	}
 	return s
-}
-
-// unauthenticated answers a request that has no valid session.
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Cache-Control", "no-store")
-	if h.UnauthenticatedStatus == 0 && isNavigation(r) {
-		target := h.realm.base(r).String() + r.URL.RequestURI()
-		http.Redirect(w, r, h.realm.basePath+"/signin?callbackUrl="+url.QueryEscape(target), http.StatusFound)
-		return nil
-	}
-	status := h.UnauthenticatedStatus
-	if status == 0 {
-		status = http.StatusUnauthorized
-	}
-	writeJSON(w, status, map[string]string{"error": "SessionRequired"})
-	return nil
-}
-
-// isNavigation reports whether r looks like a browser loading a page, which is
-// worth a redirect to the sign-in page; scripts and API clients get a status.
-func isNavigation(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
-		strings.Contains(r.Header.Get("Accept"), "text/html") &&
-		r.Header.Get("X-Requested-With") == ""
 }
 
 // stripIdentityHeaders deletes every client-sent header the upstream could
@@ -357,102 +351,55 @@ func headerNameEqual(k, want string) bool {
 	return true
 }
 
-// requestVars is the `request` variable of rules.
-// Cookies and credentials are left out: rules have no use for them, and webhooks
-// receive these variables.
-func requestVars(r *http.Request) map[string]any {
-	headers := make(map[string]any, len(r.Header))
-	for k, v := range r.Header {
-		switch k = strings.ToLower(k); k {
-		case "cookie", "authorization", "proxy-authorization":
-			continue
+// stripAuthCookies removes authgate's own cookies from the request, so the
+// upstream never sees the session token. It edits the Cookie header's text
+// rather than re-serializing parsed cookies, so that the application's cookies
+// arrive as the browser sent them, even those net/http would unquote or reject.
+func stripAuthCookies(r *http.Request, isAuthCookie func(name string) bool) {
+	lines := r.Header["Cookie"]
+	found := false
+	for _, line := range lines {
+		for rest := line; rest != "" && !found; {
+			var pair string
+			pair, rest, _ = strings.Cut(rest, ";")
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			found = isAuthCookie(name)
 		}
-		headers[k] = strings.Join(v, ",")
 	}
-	query := map[string]any{}
-	for k, v := range r.URL.Query() {
-		query[k] = strings.Join(v, ",")
+	if !found {
+		return
 	}
-	remote, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return map[string]any{
-		"method":    r.Method,
-		"host":      r.Host,
-		"path":      r.URL.Path,
-		"query":     query,
-		"headers":   headers,
-		"remote_ip": remote,
-	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// sessionState is the session of one request.
-type sessionState struct {
-	rl      *realm
-	entry   *tokenEntry // nil for a token not in the cache
-	token   map[string]any
-	expires time.Time
-	key     string // the cache key: the cookie value (jwt) or the session's hash (database)
-
-	// the session callback's result, computed at most once per request
-	sess     map[string]any
-	sessErr  error
-	sessDone bool
-}
-
-// entryDefault is the i-th default header value (sub, email, name), or nil.
-func (s *sessionState) entryDefault(i int) []string {
-	if s.entry != nil {
-		return s.entry.defaults[i]
-	}
-	if v, ok := s.token[[3]string{"sub", "email", "name"}[i]].(string); ok && v != "" {
-		return []string{headerSafe(v)}
-	}
-	return nil
-}
-
-func (s *sessionState) session(r *http.Request) (map[string]any, error) {
-	if s.sessDone {
-		return s.sess, s.sessErr
-	}
-	cb := s.rl.cb
-	compute := func(req map[string]any) (map[string]any, error) {
-		in := callbacks.SessionInput{Token: s.token, Expires: s.expires, Request: req}
-		if s.entry != nil {
-			in.User = s.entry.user
+	var b strings.Builder
+	for _, line := range lines {
+		for rest := line; rest != ""; {
+			var pair string
+			pair, rest, _ = strings.Cut(rest, ";")
+			pair = strings.TrimSpace(pair)
+			if name, _, _ := strings.Cut(pair, "="); pair == "" || isAuthCookie(name) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(pair)
 		}
-		return cb.Session(r.Context(), in)
 	}
-	switch {
-	case !cb.HasSessionRules() || cb.SessionDependsOnTokenOnly():
-		if s.entry != nil {
-			e := s.entry
-			e.sessOnce.Do(func() { e.sess, e.sessErr = compute(nil) })
-			s.sess, s.sessErr = e.sess, e.sessErr
-		} else {
-			s.sess, s.sessErr = compute(nil)
-		}
-	default:
-		s.sess, s.sessErr = compute(requestVars(r))
+	if b.Len() == 0 {
+		delete(r.Header, "Cookie")
+		return
 	}
-	s.sessDone = true
-	return s.sess, s.sessErr
+	r.Header["Cookie"] = []string{b.String()}
 }
 
 // placeholder serves {http.auth.session.<path>}: a value of the session, computed
 // once per request and only if a placeholder asks for it.
-func (s *sessionState) placeholder(r *http.Request) caddy.ReplacerFunc {
+func (st *sessionState) placeholder(r *http.Request) caddy.ReplacerFunc {
 	return func(key string) (any, bool) {
 		path, ok := strings.CutPrefix(key, "http.auth.session.")
 		if !ok {
 			return nil, false
 		}
-		sess, _ := s.session(r)
+		sess, _ := st.session(r)
 		var cur any = sess
 		for _, k := range strings.Split(path, ".") {
 			m, ok := cur.(map[string]any)

@@ -1,0 +1,263 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/session"
+)
+
+// realm is a compiled Realm: its parts, each of which the functions that need
+// it take on its own.
+type realm struct {
+	name     string
+	basePath string
+	origin   *origin
+	sessions *sessions
+	csrf     *csrfCookie
+	// stateCodecs seal the OAuth state cookie, by whether the request is secure.
+	stateCodecs [2]*session.Codec
+	stateNames  [2]string
+	links       linkTokens
+	asserter    *session.Asserter
+	providers   *providerSet
+	cb          *callbacks.Callbacks
+	admin       []*callbacks.Check
+	pages       *pages
+	routes      routes
+	logger      *zap.Logger
+}
+
+const (
+	defaultCookieName = "authgate.session-token"
+	csrfCookieName    = "authgate.csrf-token"
+	stateCookieName   = "authgate.oauth-state"
+	defaultMaxAge     = 30 * 24 * time.Hour
+	defaultUpdateAge  = 24 * time.Hour
+	minSecretLen      = 32
+)
+
+func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) (*realm, error) {
+	repl := caddy.NewReplacer()
+	secrets, err := compileSecrets(cfg.Secrets, repl)
+	if err != nil {
+		return nil, err
+	}
+	rl := &realm{name: name, logger: logger, links: linkTokens{secrets: secrets}, pages: newPages(logger)}
+	if rl.basePath, err = compileBasePath(cfg.BasePath); err != nil {
+		return nil, err
+	}
+	if rl.origin, err = compileOrigin(cfg.URL, cfg.Cookie, repl); err != nil {
+		return nil, err
+	}
+	if rl.sessions, err = newSessions(rl.origin, secrets, cfg.Cookie, cfg.Session, logger); err != nil {
+		return nil, err
+	}
+	for i, secure := range []bool{false, true} {
+		rl.stateNames[i] = session.HostName(stateCookieName, secure)
+		if rl.stateCodecs[i], err = session.NewCodec(secrets, rl.stateNames[i], session.FormatAuthJS); err != nil {
+			return nil, fmt.Errorf("state codec: %v", err)
+		}
+	}
+	rl.csrf = &csrfCookie{csrf: session.NewCSRF(secrets[0]), origin: rl.origin,
+		names: [2]string{session.HostName(csrfCookieName, false), session.HostName(csrfCookieName, true)}}
+	if rl.asserter, err = session.NewAsserter(secrets, name); err != nil {
+		return nil, fmt.Errorf("assertion keys: %v", err)
+	}
+	if rl.providers, err = compileProviders(ctx, cfg.Providers, rl.origin.baseURL != nil, repl, logger); err != nil {
+		return nil, err
+	}
+	if rl.cb, err = compileCallbacks(cfg.Callbacks, repl); err != nil {
+		return nil, err
+	}
+	rl.sessions.refreshOn = rl.cb.RefreshAccessToken()
+	rl.sessions.oauth = rl.providers.oauth
+	if rl.admin, err = compileAdmin(cfg.Admin); err != nil {
+		return nil, err
+	}
+	rl.routes = newRoutes(rl)
+	return rl, nil
+}
+
+// compileSecrets expands and checks the realm's secrets.
+func compileSecrets(cfg []string, repl *caddy.Replacer) ([]string, error) {
+	secrets := make([]string, 0, len(cfg))
+	for i, s := range cfg {
+		s = repl.ReplaceAll(s, "")
+		if len(s) < minSecretLen {
+			what := "secret"
+			if i > 0 {
+				what = fmt.Sprintf("secret #%d", i+1)
+			}
+			if s == "" {
+				return nil, fmt.Errorf("%s is empty (is its environment variable set?); generate one with `openssl rand -base64 33`", what)
+			}
+			return nil, fmt.Errorf("%s is too short: use at least %d random characters (`openssl rand -base64 33`)", what, minSecretLen)
+		}
+		secrets = append(secrets, s)
+	}
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("missing secret: add `secret {env.AUTHGATE_SECRET}` with a random value of at least %d characters", minSecretLen)
+	}
+	return secrets, nil
+}
+
+func compileBasePath(cfg string) (string, error) {
+	if cfg == "" {
+		return "/.auth", nil
+	}
+	bp := strings.TrimSuffix(cfg, "/")
+	if !strings.HasPrefix(bp, "/") || strings.ContainsAny(bp, "?#*{} \\") || bp == "" {
+		return "", fmt.Errorf("base_path %q: want an absolute path such as /.auth", cfg)
+	}
+	return bp, nil
+}
+
+// compileOrigin reads the canonical origin (url) and the cookie attributes.
+func compileOrigin(rawURL string, cookie *CookieConfig, repl *caddy.Replacer) (*origin, error) {
+	o := &origin{cookie: session.CookieOptions{Path: "/", SameSite: http.SameSiteLaxMode}}
+	if rawURL != "" {
+		u, err := url.Parse(repl.ReplaceAll(rawURL, ""))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return nil, fmt.Errorf("url %q: want an origin such as https://auth.example.com", rawURL)
+		}
+		o.baseURL = &url.URL{Scheme: u.Scheme, Host: u.Host}
+	}
+	if cookie != nil {
+		o.cookie.Domain = cookie.Domain
+		switch strings.ToLower(cookie.SameSite) {
+		case "", "lax":
+		case "strict":
+			o.cookie.SameSite = http.SameSiteStrictMode
+		case "none":
+			o.cookie.SameSite = http.SameSiteNoneMode
+		default:
+			return nil, fmt.Errorf("cookie same_site %q: want lax, strict or none", cookie.SameSite)
+		}
+	}
+	return o, nil
+}
+
+// newSessions compiles the session settings: cookie name and format, strategy, lifetimes.
+func newSessions(o *origin, secrets []string, cookie *CookieConfig, cfg *SessionConfig, logger *zap.Logger) (*sessions, error) {
+	s := &sessions{
+		origin: o, cookieName: defaultCookieName, maxAge: defaultMaxAge, updateAge: defaultUpdateAge,
+		cache: newTokenCache(defaultTokenCacheSize), revoked: newRevocations(), logger: logger, now: time.Now,
+	}
+	format := session.FormatAuthJS
+	if c := cookie; c != nil {
+		if c.Name != "" {
+			if strings.ContainsAny(c.Name, " ;,=\t\"") || strings.HasPrefix(c.Name, "__") {
+				return nil, fmt.Errorf("cookie name %q: want a plain cookie name (the __Secure- prefix is added on https)", c.Name)
+			}
+			s.cookieName = c.Name
+		}
+		switch c.Compat {
+		case "":
+		case "next-auth-v4":
+			format = session.FormatNextAuthV4
+		default:
+			return nil, fmt.Errorf("cookie compat %q: want next-auth-v4", c.Compat)
+		}
+	}
+	if cfg != nil {
+		if err := s.compileLifetimes(cfg); err != nil {
+			return nil, err
+		}
+	}
+	for i, secure := range []bool{false, true} {
+		s.names[i] = session.SecureName(s.cookieName, secure)
+		var err error
+		if s.codecs[i], err = session.NewCodec(secrets, s.names[i], format); err != nil {
+			return nil, fmt.Errorf("session codec: %v", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *sessions) compileLifetimes(cfg *SessionConfig) error {
+	switch cfg.Strategy {
+	case "", "jwt":
+	case "database":
+		s.database = true
+	default:
+		return fmt.Errorf("session strategy %q: want jwt or database", cfg.Strategy)
+	}
+	if cfg.MaxAge < 0 || cfg.UpdateAge < 0 {
+		return fmt.Errorf("session max_age and update_age must not be negative")
+	}
+	if cfg.MaxAge > 0 {
+		s.maxAge = time.Duration(cfg.MaxAge)
+	}
+	if cfg.UpdateAge > 0 {
+		s.updateAge = time.Duration(cfg.UpdateAge)
+	}
+	if s.maxAge < time.Minute {
+		return fmt.Errorf("session max_age %s is too short: use at least a minute", s.maxAge)
+	}
+	return nil
+}
+
+// compileProviders sets up the sign-in methods. hasURL tells whether the realm
+// has a canonical url, which the email provider needs.
+func compileProviders(ctx context.Context, cfgs []providers.Config, hasURL bool, repl *caddy.Replacer, logger *zap.Logger) (*providerSet, error) {
+	if len(cfgs) == 0 {
+		return nil, fmt.Errorf("no provider: add at least one `provider <type> { … }`")
+	}
+	ps := &providerSet{byID: map[string]providers.Provider{}}
+	client := &http.Client{Timeout: 20 * time.Second}
+	for _, pc := range cfgs {
+		for _, f := range []*string{&pc.ClientSecret, &pc.ClientID, &pc.Mailer, &pc.AuthorizeURL, &pc.UsersFile} {
+			*f = repl.ReplaceAll(*f, "")
+		}
+		p, err := providers.New(ctx, pc, client, logger)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := ps.byID[p.ID()]; dup {
+			return nil, fmt.Errorf("two providers have the id %q: give one an id (`provider %s <id>`)", p.ID(), pc.Kind)
+		}
+		if p.Type() == providers.TypeEmail && !hasURL {
+			// Links are built from the site's origin. Taken from the request, a
+			// forged Host header would mail the victim a working token on the
+			// attacker's host (on a site that answers any host).
+			return nil, fmt.Errorf("provider %q: the email provider needs the realm's `url` (such as `url https://app.example.com`): sign-in links are built from it, never from the request's Host header", p.ID())
+		}
+		ps.byID[p.ID()] = p
+		ps.list = append(ps.list, p)
+	}
+	return ps, nil
+}
+
+// compileCallbacks compiles the rules, expanding placeholders ({env.X}) in
+// webhook secrets and headers.
+func compileCallbacks(cfg *callbacks.Config, repl *caddy.Replacer) (*callbacks.Callbacks, error) {
+	var cbcfg callbacks.Config
+	if cfg != nil {
+		cbcfg = *cfg
+	}
+	for _, rules := range [][]callbacks.Rule{cbcfg.SignIn, cbcfg.Redirect, cbcfg.JWT, cbcfg.Session} {
+		for i, r := range rules {
+			if r.Webhook == nil {
+				continue
+			}
+			wh := *r.Webhook
+			wh.Secret = repl.ReplaceAll(wh.Secret, "")
+			wh.Headers = make(map[string]string, len(r.Webhook.Headers))
+			for k, v := range r.Webhook.Headers {
+				wh.Headers[k] = repl.ReplaceAll(v, "")
+			}
+			rules[i].Webhook = &wh
+		}
+	}
+	return callbacks.Compile(cbcfg)
+}

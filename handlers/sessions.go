@@ -1,0 +1,406 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/session"
+	"github.com/authgate/caddy-authgate/store"
+)
+
+// origin decides which scheme and host a request is served on: whether its
+// cookies are https-only, and the base URL sign-in URLs and redirects are made
+// against.
+type origin struct {
+	baseURL *url.URL // nil: each request's own origin
+	cookie  session.CookieOptions
+}
+
+// secure reports whether cookies for r are https-only.
+func (o *origin) secure(r *http.Request) bool {
+	// base's scheme, without building the URL: this runs on every request.
+	if o.baseURL != nil {
+		return o.baseURL.Scheme == "https"
+	}
+	return r.TLS != nil
+}
+
+// base is the origin sign-in URLs and redirects are made against.
+func (o *origin) base(r *http.Request) *url.URL {
+	if o.baseURL != nil {
+		return o.baseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: r.Host}
+}
+
+// cookieOpts are the session cookie's attributes for r.
+func (o *origin) cookieOpts(r *http.Request) session.CookieOptions {
+	c := o.cookie
+	c.Secure = o.secure(r)
+	if c.SameSite == http.SameSiteNoneMode {
+		c.Secure = true
+	}
+	return c
+}
+
+// hostCookieOpts are for cookies that never leave this host (__Host- prefix).
+func (o *origin) hostCookieOpts(r *http.Request) session.CookieOptions {
+	return session.CookieOptions{Path: "/", SameSite: http.SameSiteLaxMode, Secure: o.secure(r)}
+}
+
+func idx(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sessions is the one place a session is read, issued, renewed and ended. It
+// owns the session codecs, the token cache, the revocations, the refresh of
+// provider tokens and the store.
+type sessions struct {
+	origin     *origin
+	cookieName string    // without prefix
+	names      [2]string // the cookie's name by whether the request is secure
+	// codecs are indexed by whether the request is secure: the cookie name, and
+	// so the key derivation salt, differs.
+	codecs    [2]*session.Codec
+	cache     *tokenCache
+	revoked   *revocations
+	refreshes singleflight.Group
+	// refreshOn: jwt { refresh_access_token }; oauth finds the provider of a token.
+	refreshOn bool
+	oauth     func(id string) (providers.OAuth, bool)
+	// database: sessions live in the store, the cookie holds their id.
+	database  bool
+	maxAge    time.Duration
+	updateAge time.Duration
+	store     store.Store // set when the app starts
+	logger    *zap.Logger
+	now       func() time.Time
+}
+
+// sessionState is the session of one request.
+type sessionState struct {
+	cb      *callbacks.Callbacks
+	entry   *tokenEntry // nil for a token not in the cache
+	token   map[string]any
+	expires time.Time
+	key     string // the cache key: the cookie value (jwt) or the session's hash (database)
+
+	// the session callback's result, computed at most once per request
+	sess     map[string]any
+	sessErr  error
+	sessDone bool
+}
+
+// read finds the request's session. A missing, tampered, expired, revoked or
+// unknown cookie is no session (nil, nil), and a bad one is cleared; an error
+// means the store could not be asked (database sessions). A session older than
+// update_age is renewed, sliding its expiry. Sessions are cached in process, so a
+// valid jwt cookie is decrypted once and a database session read once in a while.
+func (s *sessions) read(w http.ResponseWriter, r *http.Request, cb *callbacks.Callbacks) (*sessionState, error) {
+	secure := s.origin.secure(r)
+	raw, ok := session.ReadChunked(r, s.names[idx(secure)])
+	if !ok {
+		return nil, nil
+	}
+	var e *tokenEntry
+	var key string
+	var err error
+	if s.database {
+		e, key, err = s.readDatabase(w, r, raw)
+	} else {
+		e, key = s.readJWT(w, r, raw, secure)
+	}
+	if e == nil || err != nil {
+		return nil, err
+	}
+	return &sessionState{cb: cb, entry: e, token: e.claims, expires: e.expires, key: key}, nil
+}
+
+// readJWT decodes (or finds in the cache) a jwt session token, checks its
+// revocation, and refreshes or renews it when due.
+func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, secure bool) (*tokenEntry, string) {
+	now := s.now()
+	e := s.cache.get(raw, now)
+	if e == nil {
+		claims, current, err := s.codecs[idx(secure)].DecodeKey(raw, now)
+		if err != nil {
+			if ce := s.logger.Check(zap.DebugLevel, "session cookie rejected"); ce != nil {
+				ce.Write(zap.Error(err))
+			}
+			s.clearCookie(w, r)
+			return nil, ""
+		}
+		e = newTokenEntry(claims)
+		// A token of a rotated-out secret is re-issued with the current one below.
+		e.stale = !current
+		s.cache.put(raw, e, now)
+	}
+	if s.revoked.has(e.sid, now) {
+		s.clearCookie(w, r)
+		return nil, ""
+	}
+	if s.dueForRefresh(e, now) {
+		if n := s.refresh(r.Context(), raw, e, secure); n != nil {
+			s.setCookie(w, r, n.token)
+			return n.entry, n.token
+		}
+	} else if e.stale || now.Sub(e.iat) >= s.updateAge {
+		tok, ne, err := s.issue(e.claims, secure, now)
+		if err != nil {
+			s.logger.Error("renewing the session token", zap.Error(err))
+			return e, raw
+		}
+		s.setCookie(w, r, tok)
+		s.record(r.Context(), ne)
+		return ne, tok
+	}
+	return e, raw
+}
+
+// databaseCacheTTL bounds how long a database session is trusted without asking
+// the store again; sign-outs on other instances arrive sooner by broadcast.
+const databaseCacheTTL = 10 * time.Second
+
+// readDatabase finds a database session by its cookie value, renewing it when due.
+func (s *sessions) readDatabase(w http.ResponseWriter, r *http.Request, raw string) (*tokenEntry, string, error) {
+	ctx := r.Context()
+	now := s.now()
+	key := sessionKey(raw)
+	e := s.cache.get(key, now)
+	if e == nil {
+		stored, err := s.store.GetSession(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			s.clearCookie(w, r)
+			return nil, "", nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if e, err = s.databaseEntry(ctx, stored, now); err != nil {
+			return nil, "", err
+		}
+		s.cache.put(key, e, now)
+	}
+	// A database session's iat is when it was last renewed.
+	if now.Sub(e.iat) >= s.updateAge {
+		renewed := store.Session{ID: key, UserID: e.userID, Expires: now.Add(s.maxAge), Data: e.data}
+		if err := s.store.UpdateSession(ctx, renewed); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				s.cache.remove(key)
+				return nil, "", nil
+			}
+			return nil, "", err
+		}
+		s.setCookie(w, r, raw)
+		ne, err := s.databaseEntry(ctx, renewed, now)
+		if err != nil {
+			return nil, "", err
+		}
+		s.cache.put(key, ne, now)
+		e = ne
+	}
+	return e, key, nil
+}
+
+// databaseEntry makes the cache entry of a stored session, with its user.
+func (s *sessions) databaseEntry(ctx context.Context, stored store.Session, now time.Time) (*tokenEntry, error) {
+	claims := make(map[string]any, len(stored.Data)+2)
+	for k, v := range stored.Data {
+		claims[k] = v
+	}
+	claims["exp"] = float64(stored.Expires.Unix())
+	claims["iat"] = float64(stored.Expires.Add(-s.maxAge).Unix())
+	e := newTokenEntry(claims)
+	e.userID, e.data = stored.UserID, stored.Data
+	e.cacheUntil = now.Add(databaseCacheTTL)
+	if u, err := s.store.GetUser(ctx, stored.UserID); err == nil {
+		e.user = storeUserMap(u)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return e, nil
+}
+
+// sessionKey is what the store keeps of a database session's cookie value.
+func sessionKey(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
+}
+
+// issue encodes claims as a new session token and caches it.
+func (s *sessions) issue(claims map[string]any, secure bool, now time.Time) (string, *tokenEntry, error) {
+	codec := s.codecs[idx(secure)]
+	tok, err := codec.Encode(claims, s.maxAge, now)
+	if err != nil {
+		return "", nil, err
+	}
+	// The codec sets iat, exp and jti: read them back for the cache.
+	full, err := codec.Decode(tok, now)
+	if err != nil {
+		return "", nil, err
+	}
+	e := newTokenEntry(full)
+	s.cache.put(tok, e, now)
+	return tok, e, nil
+}
+
+// start sets the cookie of a new session holding claims: the encrypted token
+// itself (jwt), or the id of a stored session (database). The session is listed
+// under its user in the store, for administrators.
+func (s *sessions) start(w http.ResponseWriter, r *http.Request, claims map[string]any) error {
+	ctx := r.Context()
+	secure := s.origin.secure(r)
+	now := s.now()
+	var value string
+	if s.database {
+		sub, _ := claims["sub"].(string)
+		value = randomString()
+		if err := s.store.CreateSession(ctx, store.Session{ID: sessionKey(value), UserID: sub, Expires: now.Add(s.maxAge), Data: claims}); err != nil {
+			return err
+		}
+	} else {
+		if sid, _ := claims["sid"].(string); sid == "" {
+			claims["sid"] = randomString()
+		}
+		tok, e, err := s.issue(claims, secure, now)
+		if err != nil {
+			return err
+		}
+		value = tok
+		s.record(ctx, e)
+	}
+	s.setCookie(w, r, value)
+	return nil
+}
+
+// update replaces the claims of the request's session (POST /session): a
+// database session is rewritten in the store, a jwt session gets a new token
+// continuing it.
+func (s *sessions) update(w http.ResponseWriter, r *http.Request, st *sessionState, claims map[string]any) error {
+	if !s.database {
+		// The new token continues the session: same sid, so a sign-out still ends it.
+		if _, ok := claims["sid"]; !ok && st.entry != nil {
+			claims["sid"] = st.entry.sid
+		}
+		return s.start(w, r, claims)
+	}
+	ctx := r.Context()
+	stored := store.Session{ID: st.key, UserID: st.entry.userID, Expires: s.now().Add(s.maxAge), Data: claims}
+	if err := s.store.UpdateSession(ctx, stored); err != nil {
+		return err
+	}
+	s.forgetDatabaseSession(ctx, st.key)
+	raw, _ := session.ReadChunked(r, s.names[idx(s.origin.secure(r))])
+	s.setCookie(w, r, raw)
+	return nil
+}
+
+// record lists a jwt session under its user in the store (with the expiry of
+// its newest token), so that an administrator can see and revoke it. The
+// cookie works without the record; a failure is only logged.
+func (s *sessions) record(ctx context.Context, e *tokenEntry) {
+	sub, _ := e.claims["sub"].(string)
+	if sub == "" || e.sid == "" || s.store == nil {
+		return
+	}
+	rec := store.Session{ID: jwtSessionID(e.sid), UserID: sub, Expires: e.expires}
+	err := s.store.CreateSession(ctx, rec)
+	if errors.Is(err, store.ErrConflict) {
+		err = s.store.UpdateSession(ctx, rec)
+	}
+	if err != nil {
+		s.logger.Error("recording the session for its user", zap.Error(err))
+	}
+}
+
+// jwtPrefix marks the store records that list jwt sessions under their users.
+const jwtPrefix = "jwt:"
+
+// jwtSessionID names the store record that lists a jwt session under its user,
+// so that an administrator can see and revoke it.
+func jwtSessionID(sid string) string { return jwtPrefix + sid }
+
+// setCookie sets the session cookie to value.
+func (s *sessions) setCookie(w http.ResponseWriter, r *http.Request, value string) {
+	session.SetChunked(w, r, s.names[idx(s.origin.secure(r))], value, s.maxAge, s.origin.cookieOpts(r))
+}
+
+// clearCookie clears the session cookie, every chunk of it.
+func (s *sessions) clearCookie(w http.ResponseWriter, r *http.Request) {
+	session.ClearChunked(w, r, s.names[idx(s.origin.secure(r))], s.origin.cookieOpts(r))
+}
+
+// isAuthCookie reports whether a cookie name is one of authgate's: the session
+// cookie or one of its chunks, the CSRF or the state cookie, with or without prefix.
+func (s *sessions) isAuthCookie(name string) bool {
+	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Secure-"), "__Host-")
+	if name == csrfCookieName || name == stateCookieName {
+		return true
+	}
+	chunk, ok := strings.CutPrefix(name, s.cookieName)
+	if !ok {
+		return false
+	}
+	if chunk == "" {
+		return true
+	}
+	chunk, ok = strings.CutPrefix(chunk, ".")
+	return ok && chunk != "" && strings.Trim(chunk, "0123456789") == ""
+}
+
+// entryDefault is the i-th default header value (sub, email, name), or nil.
+func (st *sessionState) entryDefault(i int) []string {
+	if st.entry != nil {
+		return st.entry.defaults[i]
+	}
+	if v, ok := st.token[defaultHeaderClaims[i]].(string); ok && v != "" {
+		return []string{headerSafe(v)}
+	}
+	return nil
+}
+
+// session is the session callback's result for this request: computed once per
+// token when it depends on the token only, else once per request.
+func (st *sessionState) session(r *http.Request) (map[string]any, error) {
+	if st.sessDone {
+		return st.sess, st.sessErr
+	}
+	compute := func(req map[string]any) (map[string]any, error) {
+		in := callbacks.SessionInput{Token: st.token, Expires: st.expires, Request: req}
+		if st.entry != nil {
+			in.User = st.entry.user
+		}
+		return st.cb.Session(r.Context(), in)
+	}
+	switch {
+	case !st.cb.HasSessionRules() || st.cb.SessionDependsOnTokenOnly():
+		if e := st.entry; e != nil {
+			e.sessOnce.Do(func() { e.sess, e.sessErr = compute(nil) })
+			st.sess, st.sessErr = e.sess, e.sessErr
+		} else {
+			st.sess, st.sessErr = compute(nil)
+		}
+	default:
+		st.sess, st.sessErr = compute(requestVars(r))
+	}
+	st.sessDone = true
+	return st.sess, st.sessErr
+}

@@ -1,0 +1,374 @@
+package handlers
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/session"
+	"github.com/authgate/caddy-authgate/store"
+)
+
+// stateMaxAge bounds how long an OAuth sign-in may take, from the redirect to
+// the provider to the callback.
+const stateMaxAge = 15 * time.Minute
+
+// providerSet is a realm's providers, in the order the sign-in page lists them.
+type providerSet struct {
+	list []providers.Provider
+	byID map[string]providers.Provider
+}
+
+// oauth finds an OAuth provider by id.
+func (ps *providerSet) oauth(id string) (providers.OAuth, bool) {
+	p, ok := ps.byID[id].(providers.OAuth)
+	return p, ok
+}
+
+// provider finds a provider by id, or answers 404.
+func (rl *realm) provider(w http.ResponseWriter, id string) (providers.Provider, bool) {
+	p, ok := rl.providers.byID[id]
+	if !ok {
+		rl.pages.message(w, http.StatusNotFound, pageData{Title: "Unknown provider", Message: "There is no sign-in provider by that name."})
+	}
+	return p, ok
+}
+
+// fail redirects to the error page with an Auth.js error code; detail goes to the log only.
+func (rl *realm) fail(w http.ResponseWriter, r *http.Request, code string, detail error, fields ...zap.Field) {
+	fields = append(fields, zap.String("error_code", code), zap.String("path", r.URL.Path))
+	if detail != nil {
+		fields = append(fields, zap.Error(detail))
+	}
+	rl.logger.Warn("sign-in failed", fields...)
+	http.Redirect(w, r, rl.basePath+"/error?error="+url.QueryEscape(code), http.StatusFound)
+}
+
+// callbackURL is the redirect target a request asks for, checked by the redirect callback.
+func (rl *realm) callbackURL(r *http.Request, raw string) string {
+	base := rl.origin.base(r)
+	if raw == "" {
+		return base.String() + "/"
+	}
+	u, err := rl.cb.Redirect(r.Context(), raw, base, requestVars(r))
+	if err != nil {
+		rl.logger.Error("redirect callback failed; using the base URL", zap.Error(err))
+	}
+	return u
+}
+
+// redirectURI is the OAuth redirect URI for provider id.
+func (rl *realm) redirectURI(r *http.Request, id string) string {
+	return rl.origin.base(r).String() + rl.basePath + "/callback/" + url.PathEscape(id)
+}
+
+// signin starts a sign-in: POST /signin/{provider}.
+func (rl *realm) signin(w http.ResponseWriter, r *http.Request, id string) {
+	if err := parseForm(w, r); err != nil {
+		rl.fail(w, r, errOAuthSignin, err)
+		return
+	}
+	p, ok := rl.provider(w, id)
+	if !ok {
+		return
+	}
+	if !rl.csrf.checkForm(r) {
+		rl.csrfFailed(w, r)
+		return
+	}
+	if ep, ok := p.(*providers.Email); ok {
+		rl.emailSignin(w, r, ep)
+		return
+	}
+	op, ok := p.(providers.OAuth)
+	if !ok {
+		// Credentials are POSTed to /callback/{id}; a sign-in POST shows the form.
+		http.Redirect(w, r, rl.basePath+"/signin?callbackUrl="+url.QueryEscape(r.PostForm.Get("callbackUrl")), http.StatusFound)
+		return
+	}
+	st := map[string]any{
+		"provider":      id,
+		"state":         randomString(),
+		"code_verifier": oauth2.GenerateVerifier(),
+		"callback_url":  rl.callbackURL(r, r.PostForm.Get("callbackUrl")),
+	}
+	nonce := ""
+	if op.UsesNonce() {
+		nonce = randomString()
+		st["nonce"] = nonce
+	}
+	target, err := op.AuthCodeURL(r.Context(), rl.redirectURI(r, id), st["state"].(string), st["code_verifier"].(string), nonce)
+	if err != nil {
+		rl.fail(w, r, errOAuthSignin, err, zap.String("provider", id))
+		return
+	}
+	secure := rl.origin.secure(r)
+	sealed, err := rl.stateCodecs[idx(secure)].Encode(st, stateMaxAge, rl.sessions.now())
+	if err != nil {
+		rl.fail(w, r, errOAuthSignin, err, zap.String("provider", id))
+		return
+	}
+	session.SetChunked(w, r, session.HostName(stateCookieName, secure), sealed, stateMaxAge, rl.origin.hostCookieOpts(r))
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// callback finishes a sign-in: GET/POST /callback/{provider}.
+func (rl *realm) callback(w http.ResponseWriter, r *http.Request, id string) {
+	if r.Method == http.MethodPost {
+		if err := parseForm(w, r); err != nil {
+			rl.fail(w, r, errOAuthCallback, err)
+			return
+		}
+	}
+	p, ok := rl.provider(w, id)
+	if !ok {
+		return
+	}
+	switch p := p.(type) {
+	case providers.OAuth:
+		rl.oauthCallback(w, r, p)
+	case *providers.Credentials:
+		rl.credentialsCallback(w, r, p)
+	case *providers.Email:
+		rl.emailCallback(w, r, p)
+	default:
+		rl.fail(w, r, errConfiguration, errors.New("provider has no callback"), zap.String("provider", id))
+	}
+}
+
+func (rl *realm) oauthCallback(w http.ResponseWriter, r *http.Request, p providers.OAuth) {
+	secure := rl.origin.secure(r)
+	name := session.HostName(stateCookieName, secure)
+	raw, ok := session.ReadChunked(r, name)
+	// The state cookie is single-use: cleared whatever happens next.
+	session.ClearChunked(w, r, name, rl.origin.hostCookieOpts(r))
+	field := zap.String("provider", p.ID())
+	if !ok {
+		rl.fail(w, r, errOAuthCallback, errors.New("no state cookie: the sign-in was not started here, expired, or was already finished"), field)
+		return
+	}
+	st, err := rl.stateCodecs[idx(secure)].Decode(raw, rl.sessions.now())
+	if err != nil {
+		rl.fail(w, r, errOAuthCallback, errors.New("state cookie invalid or expired"), field)
+		return
+	}
+	if prov, _ := st["provider"].(string); prov != p.ID() {
+		rl.fail(w, r, errOAuthCallback, errors.New("state was issued for another provider"), field)
+		return
+	}
+	form := r.URL.Query()
+	if r.Method == http.MethodPost {
+		form = r.Form
+	}
+	if e := form.Get("error"); e != "" {
+		rl.fail(w, r, errOAuthCallback, errors.New("provider answered with an error: "+truncate(e, 100)), field)
+		return
+	}
+	// RFC 9207: an authorization response naming another issuer is a mix-up
+	// attack, and so is one without iss from a provider whose metadata promises it.
+	if ip, ok := p.(interface {
+		Issuer() string
+		IssuerRequired() bool
+	}); ok {
+		switch iss := form.Get("iss"); {
+		case iss != "" && iss != ip.Issuer():
+			rl.fail(w, r, errOAuthCallback, errors.New("authorization response from another issuer: "+truncate(iss, 100)), field)
+			return
+		case iss == "" && ip.IssuerRequired():
+			rl.fail(w, r, errOAuthCallback, errors.New("authorization response without iss, which the provider's metadata promises"), field)
+			return
+		}
+	}
+	want, _ := st["state"].(string)
+	if got := form.Get("state"); want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		rl.fail(w, r, errOAuthCallback, errors.New("state does not match"), field)
+		return
+	}
+	verifier, _ := st["code_verifier"].(string)
+	nonce, _ := st["nonce"].(string)
+	id, err := p.Exchange(r.Context(), rl.redirectURI(r, p.ID()), form.Get("code"), verifier, nonce)
+	if err != nil {
+		rl.fail(w, r, errOAuthCallback, err, field)
+		return
+	}
+	cb, _ := st["callback_url"].(string)
+	rl.finishSignIn(w, r, id, nil, cb)
+}
+
+func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *providers.Credentials) {
+	if r.Method != http.MethodPost {
+		http.Redirect(w, r, rl.basePath+"/signin", http.StatusFound)
+		return
+	}
+	if !rl.csrf.checkForm(r) {
+		rl.csrfFailed(w, r)
+		return
+	}
+	callbackURL := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
+	fields := make(map[string]string, len(r.PostForm))
+	creds := make(map[string]any, len(r.PostForm))
+	for k, v := range r.PostForm {
+		if k == "csrfToken" {
+			continue
+		}
+		val := strings.Join(v, ",")
+		if k != "callbackUrl" {
+			fields[k] = val
+		}
+		if k != "password" {
+			creds[k] = val
+		}
+	}
+	user, err := p.AuthorizeFields(r.Context(), fields)
+	if errors.Is(err, providers.ErrCredentials) {
+		rl.logger.Info("credentials sign-in refused", zap.String("provider", p.ID()), zap.String("path", r.URL.Path))
+		http.Redirect(w, r, rl.basePath+"/signin?error="+errCredentialsSignin+"&callbackUrl="+url.QueryEscape(callbackURL), http.StatusFound)
+		return
+	}
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, zap.String("provider", p.ID()))
+		return
+	}
+	id := &providers.Identity{
+		User:    user,
+		Account: map[string]any{"provider": p.ID(), "type": providers.TypeCredentials, "provider_account_id": user["id"]},
+	}
+	rl.finishSignIn(w, r, id, creds, callbackURL)
+}
+
+// finishSignIn runs the sign_in and jwt callbacks, sets the session cookie and
+// redirects to the (checked) callback URL.
+func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *providers.Identity, creds map[string]any, callbackURL string) {
+	prov := zap.Any("provider", id.Account["provider"])
+	if !rl.signInAllowed(w, r, callbacks.SignInInput{
+		User: rl.knownUser(r, id), Account: id.Account, Profile: id.Profile, Credentials: creds, Request: requestVars(r),
+	}, prov) {
+		return
+	}
+	user, isNew, err := rl.resolveUser(r, id)
+	if errors.Is(err, store.ErrAccountNotLinked) {
+		rl.fail(w, r, errAccountNotLinked, err, prov)
+		return
+	}
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	trigger := "sign_in"
+	if isNew {
+		trigger = "sign_up"
+	}
+	var token map[string]any
+	if rl.cb.RefreshAccessToken() {
+		token = oauthClaims(id.Account)
+	}
+	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{
+		Token: token, User: user, Account: id.Account, Profile: id.Profile, IsNewUser: isNew, Trigger: trigger, Request: requestVars(r),
+	})
+	if err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	if err := rl.sessions.start(w, r, claims); err != nil {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
+	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
+}
+
+// signInAllowed runs the sign_in callback and, unless it allows the sign-in,
+// answers: the redirect it asked for, AccessDenied, or Configuration when a rule
+// failed.
+func (rl *realm) signInAllowed(w http.ResponseWriter, r *http.Request, in callbacks.SignInInput, field zap.Field) bool {
+	dec, err := rl.cb.SignIn(r.Context(), in)
+	switch {
+	case err != nil:
+		rl.fail(w, r, errConfiguration, err, field)
+	case dec.Redirect != "":
+		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
+	case !dec.Allow:
+		rl.fail(w, r, errAccessDenied, nil, field, zap.String("rule", dec.Source))
+	default:
+		return true
+	}
+	return false
+}
+
+// knownUser is the user sign_in sees: as in Auth.js, the stored user when the
+// provider account is linked already, else the provider's description.
+func (rl *realm) knownUser(r *http.Request, id *providers.Identity) map[string]any {
+	typ, _ := id.Account["type"].(string)
+	if typ == providers.TypeCredentials || typ == providers.TypeEmail || rl.sessions.store == nil {
+		return id.User
+	}
+	provider, _ := id.Account["provider"].(string)
+	accountID, _ := id.Account["provider_account_id"].(string)
+	if u, err := rl.sessions.store.GetUserByAccount(r.Context(), provider, accountID); err == nil {
+		return storeUserMap(u)
+	}
+	return id.User
+}
+
+// resolveUser finds or creates the stored user an OAuth, OIDC or email sign-in
+// belongs to, so the user keeps one id (the token's sub) across sign-ins and
+// providers. Credentials sign-ins are the credentials check's own users, as in
+// Auth.js, and do not touch the store.
+func (rl *realm) resolveUser(r *http.Request, id *providers.Identity) (map[string]any, bool, error) {
+	typ, _ := id.Account["type"].(string)
+	if typ == providers.TypeCredentials {
+		return id.User, false, nil
+	}
+	provider, _ := id.Account["provider"].(string)
+	accountID, _ := id.Account["provider_account_id"].(string)
+	linking := false
+	if p, ok := rl.providers.byID[provider].(providers.OAuth); ok {
+		linking = p.AllowsEmailLinking()
+	}
+	name, _ := id.User["name"].(string)
+	email, _ := id.User["email"].(string)
+	image, _ := id.User["image"].(string)
+	u, isNew, err := store.ResolveUser(r.Context(), rl.sessions.store, store.SignIn{
+		Provider: provider, ProviderAccountID: accountID, Type: typ,
+		Name: name, Email: email, Image: image,
+		EmailVerified: typ == providers.TypeEmail, AllowEmailLinking: linking,
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return storeUserMap(u), isNew, nil
+}
+
+func (rl *realm) csrfFailed(w http.ResponseWriter, r *http.Request) {
+	rl.logger.Warn("POST without a valid CSRF token refused", zap.String("path", r.URL.Path))
+	rl.pages.message(w, http.StatusForbidden, pageData{
+		Title:   "Request refused",
+		Message: "This form has expired or did not come from this site. Go back, reload the page and try again.",
+		Link:    rl.basePath + "/signin", LinkText: "Sign in",
+	})
+}
+
+// signout: POST /signout clears the session and redirects.
+func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
+	if err := parseForm(w, r); err != nil || !rl.csrf.checkForm(r) {
+		rl.csrfFailed(w, r)
+		return
+	}
+	if st, err := rl.sessions.read(w, r, rl.cb); st != nil {
+		if err := rl.sessions.end(r.Context(), st); err != nil {
+			rl.logger.Error("ending the session in the store failed; its cookie is cleared", zap.Error(err))
+		}
+	} else if err != nil {
+		rl.logger.Error("reading the session to sign out failed; its cookie is cleared", zap.Error(err))
+	}
+	rl.sessions.clearCookie(w, r)
+	http.Redirect(w, r, rl.callbackURL(r, r.PostForm.Get("callbackUrl")), http.StatusFound)
+}
