@@ -15,7 +15,7 @@ import (
 
 func newBolt(tb testing.TB) store.Store {
 	tb.Helper()
-	b, err := store.OpenBolt(filepath.Join(tb.TempDir(), "authgate.db"))
+	b, err := store.SharedBolt(filepath.Join(tb.TempDir(), "authgate.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -27,9 +27,10 @@ func TestBolt(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newBolt(t) })
 }
 
+// openBolt opens the file at path as another process would.
 func openBolt(t *testing.T, path string) *store.Bolt {
 	t.Helper()
-	b, err := store.OpenBolt(path)
+	b, err := store.OpenBoltAlone(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestBoltLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "authgate.db")
 	b := openBolt(t, path)
 	defer b.Close()
-	_, err := store.OpenBolt(path)
+	_, err := store.OpenBoltAlone(path)
 	if err == nil || !strings.Contains(err.Error(), "database "+path+" is locked by another process") {
 		t.Fatalf("opening a locked file: %v", err)
 	}
@@ -121,8 +122,8 @@ func TestSharedBolt(t *testing.T) {
 	if _, err := b.GetUser(ctx, u.ID); err != nil {
 		t.Fatalf("the other handle after the first closed: %v", err)
 	}
-	if _, err := store.OpenBolt(path); err == nil {
-		t.Fatal("OpenBolt succeeded while a shared handle holds the file")
+	if _, err := store.OpenBoltAlone(path); err == nil {
+		t.Fatal("another process opened the file while a shared handle holds it")
 	}
 
 	if err := b.Close(); err != nil {
@@ -144,7 +145,7 @@ func TestBoltPurgesExpired(t *testing.T) {
 	if err := store.PurgeBolt(b); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"verification_tokens": 1, "sessions": 1, "user_sessions": 1, "revocations": 1, "hits": 1}
+	want := map[string]int{"verification_tokens": 1, "sessions": 1, "user_sessions": 1, "revocations": 1, "hits": 1, "claims": 1}
 	if got := must(store.BoltRecords(b)); !maps.Equal(got, want) {
 		t.Fatalf("records after the purge: %v, want %v", got, want)
 	}
