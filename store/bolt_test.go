@@ -15,7 +15,7 @@ import (
 
 func newBolt(tb testing.TB) store.Store {
 	tb.Helper()
-	b, err := store.SharedBolt(filepath.Join(tb.TempDir(), "authgate.db"))
+	b, err := store.Open(ctx, store.Options{Path: filepath.Join(tb.TempDir(), "authgate.db")})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -86,53 +86,6 @@ func TestBoltLocked(t *testing.T) {
 	_, err := store.OpenBoltAlone(path)
 	if err == nil || !strings.Contains(err.Error(), "database "+path+" is locked by another process") {
 		t.Fatalf("opening a locked file: %v", err)
-	}
-}
-
-func TestSharedBolt(t *testing.T) {
-	defer store.SetBoltLockTimeout(100 * time.Millisecond)()
-	path := filepath.Join(t.TempDir(), "authgate.db")
-	a, err := store.SharedBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The same file by another name is the same shared file.
-	rel, err := filepath.Rel(must(os.Getwd()), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := store.SharedBolt(rel)
-	if err != nil {
-		t.Fatalf("second SharedBolt: %v", err)
-	}
-	u, err := a.CreateUser(ctx, store.User{Name: "Ann"})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil { // a second Close is harmless, and not b's
-		t.Fatal(err)
-	}
-	if _, err := a.GetUser(ctx, u.ID); err == nil {
-		t.Fatal("a closed handle still works")
-	}
-	if _, err := b.GetUser(ctx, u.ID); err != nil {
-		t.Fatalf("the other handle after the first closed: %v", err)
-	}
-	if _, err := store.OpenBoltAlone(path); err == nil {
-		t.Fatal("another process opened the file while a shared handle holds it")
-	}
-
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c := openBolt(t, path) // the file is released
-	defer c.Close()
-	if _, err := c.GetUser(ctx, u.ID); err != nil {
-		t.Fatal(err)
 	}
 }
 

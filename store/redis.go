@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -55,8 +57,10 @@ type Redis struct {
 }
 
 // NewRedis connects to the server at url (redis://[user:password@]host[:port][/db],
-// rediss:// for TLS, or unix:///path) and checks that it answers.
+// rediss:// for TLS, or unix:///path) and checks that it answers. The first
+// call sends go-redis's own log messages to Caddy's log.
 func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, error) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	o, err := redis.ParseURL(rawURL)
 	if err != nil {
 		// url.Parse's error quotes the URL, password and all.
@@ -83,6 +87,19 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	}
 	return &Redis{c: c, prefix: opts.Prefix}, nil
 }
+
+// redisLogger sends go-redis's own messages (reconnects, pool errors) to
+// Caddy's log instead of standard error. It asks for Caddy's logger on each
+// message: the logger of the config that opened the first Redis store may be
+// gone after a reload.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("authgate.redis").Warn(fmt.Sprintf(format, v...))
+}
+
+// redisLogOnce sets the logger once per process: go-redis has one.
+var redisLogOnce sync.Once
 
 // Client is the connection, for what the Store interface does not cover.
 func (r *Redis) Client() *redis.Client { return r.c }

@@ -1,7 +1,8 @@
 // Package store keeps what authgate must remember between requests and across
 // restarts — users and their linked accounts, email verification tokens,
-// database sessions, revoked tokens and rate-limit counters — behind one
-// interface with memory, bbolt and Redis implementations.
+// database sessions, revoked tokens, rate-limit counters and claimed keys —
+// behind one interface with memory, bbolt and Redis implementations, which
+// Open opens from a realm's store configuration.
 package store
 
 import (
