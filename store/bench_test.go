@@ -25,9 +25,3 @@ func BenchmarkGetSession(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) { storetest.BenchmarkGetSession(b, s.open(b)) })
 	}
 }
-
-func BenchmarkIsRevoked(b *testing.B) {
-	for _, s := range benchStores {
-		b.Run(s.name, func(b *testing.B) { storetest.BenchmarkIsRevoked(b, s.open(b)) })
-	}
-}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -35,15 +36,20 @@ var (
 	bUserSess  = []byte("user_sessions")       // user id, session id → nothing
 	bRevoked   = []byte("revocations")         // jti → revocation
 	bHits      = []byte("hits")                // key → counter
-	allBuckets = [][]byte{bMeta, bUsers, bByEmail, bAccounts, bTokens, bSessions, bUserSess, bRevoked, bHits}
+	bClaims    = []byte("claims")              // key → claim
+	allBuckets = [][]byte{bMeta, bUsers, bByEmail, bAccounts, bTokens, bSessions, bUserSess, bRevoked, bHits, bClaims}
+	// expiring lists the buckets whose records have an expiry, which the purge reads.
+	expiring = [][]byte{bTokens, bSessions, bRevoked, bHits, bClaims}
 )
 
+// boltSchemaVersion changes when a file's records would be misread. A new
+// bucket does not change it: opening creates the buckets that are missing.
 const boltSchemaVersion = "1"
 
 // Bolt is a Store in a bbolt file: the embedded default. A file can be open
-// in one process at a time; within a process, share it with SharedBolt. So
-// it implements RevocationLister but not Broadcaster: no other instance can
-// share the file.
+// in one process at a time; within a process, Open shares it among handles
+// (Caddy provisions a reloaded config while the old one still runs). It is
+// not a Broadcaster: no other instance can share the file.
 type Bolt struct {
 	f       *boltFile
 	release func() error
@@ -83,19 +89,42 @@ type boltFile struct {
 	done chan struct{}
 }
 
-// OpenBolt opens (creating it, and its directory, when missing) the database
-// at path for this handle alone; Close closes the file. Expired records are
-// deleted when it opens and every few minutes while it is open. When another
-// process (or another handle in this one) holds the file, OpenBolt fails after
-// a few seconds.
-func OpenBolt(path string) (*Bolt, error) {
-	f, err := openBoltFile(path)
+// boltFiles holds the open database files by absolute path, each with the
+// number of handles that use it.
+var boltFiles = caddy.NewUsagePool()
+
+// shareBolt returns a new handle to the database at path, opening the file
+// when no handle in this process has it open, and closing it when the last
+// handle is closed.
+func shareBolt(path string) (*Bolt, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolving database path %s: %v", path, err)
+	}
+	v, _, err := boltFiles.LoadOrNew(abs, func() (caddy.Destructor, error) {
+		f, err := openBoltFile(abs)
+		if err != nil {
+			return nil, err // not f: a nil *boltFile is not a nil Destructor
+		}
+		return f, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &Bolt{f: f, release: f.close}, nil
+	return &Bolt{f: v.(*boltFile), release: func() error {
+		_, err := boltFiles.Delete(abs)
+		return err
+	}}, nil
 }
 
+// SharedBolt is Open for the bolt file at path. It serves handlers until they
+// call Open.
+func SharedBolt(path string) (*Bolt, error) { return shareBolt(path) }
+
+// openBoltFile opens (creating it, and its directory, when missing) the
+// database at path. Expired records are deleted when it opens and every few
+// minutes while it is open. When another process holds the file, it fails
+// after a few seconds.
 func openBoltFile(path string) (*boltFile, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the database's directory: %v", err)
@@ -147,7 +176,8 @@ func (f *boltFile) purgeLoop() {
 	}
 }
 
-func (f *boltFile) close() error {
+// Destruct closes the file, when its last handle is closed.
+func (f *boltFile) Destruct() error {
 	close(f.stop)
 	<-f.done
 	return f.db.Close()
@@ -156,7 +186,7 @@ func (f *boltFile) close() error {
 // purgeBolt deletes every record that has expired at now.
 func purgeBolt(db *bbolt.DB, now time.Time) error {
 	return db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bTokens, bSessions, bRevoked, bHits} {
+		for _, name := range expiring {
 			var expired, index [][]byte
 			b := tx.Bucket(name)
 			err := b.ForEach(func(k, v []byte) error {
@@ -199,49 +229,6 @@ func (b *Bolt) Close() error {
 		b.err = b.release()
 	})
 	return b.err
-}
-
-// shared holds the files opened by SharedBolt, by absolute path.
-var shared = struct {
-	sync.Mutex
-	files map[string]*sharedFile
-}{files: map[string]*sharedFile{}}
-
-type sharedFile struct {
-	f    *boltFile
-	refs int
-}
-
-// SharedBolt is OpenBolt for a file that several users in this process open:
-// it returns a new handle to the file, opening it only when no handle is open.
-// Caddy needs this because a config reload provisions the new config before it
-// stops the old one, so both hold the same file for a moment.
-func SharedBolt(path string) (*Bolt, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("resolving database path %s: %v", path, err)
-	}
-	shared.Lock()
-	defer shared.Unlock()
-	sf := shared.files[abs]
-	if sf == nil {
-		f, err := openBoltFile(abs)
-		if err != nil {
-			return nil, err
-		}
-		sf = &sharedFile{f: f}
-		shared.files[abs] = sf
-	}
-	sf.refs++
-	return &Bolt{f: sf.f, release: func() error {
-		shared.Lock()
-		defer shared.Unlock()
-		if sf.refs--; sf.refs > 0 {
-			return nil
-		}
-		delete(shared.files, abs)
-		return sf.f.close()
-	}}, nil
 }
 
 // view and update run fn in a read-only or read-write transaction, unless ctx is done.
@@ -322,7 +309,7 @@ func (b *Bolt) GetUser(ctx context.Context, id string) (User, error) {
 func (b *Bolt) GetUserByEmail(ctx context.Context, email string) (User, error) {
 	var u User
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
-		id := tx.Bucket(bByEmail).Get([]byte(NormalizeEmail(email)))
+		id := tx.Bucket(bByEmail).Get([]byte(lowerEmail(email)))
 		if id == nil {
 			return ErrNotFound
 		}
@@ -530,15 +517,6 @@ func (b *Bolt) Revoke(ctx context.Context, jti string, until time.Time) error {
 	})
 }
 
-func (b *Bolt) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	var r revocation
-	err := b.view(ctx, func(tx *bbolt.Tx) error { return get(tx, bRevoked, jti, &r) })
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil && live(r.Expires, time.Now()), err
-}
-
 // Revocations implements RevocationLister.
 func (b *Bolt) Revocations(ctx context.Context) (map[string]time.Time, error) {
 	now := time.Now()
@@ -574,6 +552,45 @@ func (b *Bolt) Hit(ctx context.Context, key string, window time.Duration) (int, 
 	return c.Count, err
 }
 
+func (b *Bolt) Claim(ctx context.Context, key, value string, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	return b.update(ctx, func(tx *bbolt.Tx) error {
+		now := time.Now()
+		var c claim
+		err := get(tx, bClaims, key, &c)
+		if err == nil && live(c.Expires, now) {
+			return ErrConflict
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return put(tx, bClaims, key, claim{Value: value, Expires: now.Add(ttl).UTC()})
+	})
+}
+
+func (b *Bolt) SetClaim(ctx context.Context, key, value string, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	return b.update(ctx, func(tx *bbolt.Tx) error {
+		return put(tx, bClaims, key, claim{Value: value, Expires: time.Now().Add(ttl).UTC()})
+	})
+}
+
+func (b *Bolt) GetClaim(ctx context.Context, key string) (string, error) {
+	var c claim
+	err := b.view(ctx, func(tx *bbolt.Tx) error { return get(tx, bClaims, key, &c) })
+	if err == nil && !live(c.Expires, time.Now()) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	return c.Value, nil
+}
+
 func ignoreNotFound(err error) error {
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -582,6 +599,7 @@ func ignoreNotFound(err error) error {
 }
 
 var (
-	_ Store       = (*Bolt)(nil)
-	_ UserDeleter = (*Bolt)(nil)
+	_ Store            = (*Bolt)(nil)
+	_ UserDeleter      = (*Bolt)(nil)
+	_ caddy.Destructor = (*boltFile)(nil)
 )

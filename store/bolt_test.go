@@ -15,7 +15,7 @@ import (
 
 func newBolt(tb testing.TB) store.Store {
 	tb.Helper()
-	b, err := store.OpenBolt(filepath.Join(tb.TempDir(), "authgate.db"))
+	b, err := store.Open(ctx, store.Options{Path: filepath.Join(tb.TempDir(), "authgate.db")})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -27,9 +27,10 @@ func TestBolt(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newBolt(t) })
 }
 
+// openBolt opens the file at path as another process would.
 func openBolt(t *testing.T, path string) *store.Bolt {
 	t.Helper()
-	b, err := store.OpenBolt(path)
+	b, err := store.OpenBoltAlone(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,56 +83,9 @@ func TestBoltLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "authgate.db")
 	b := openBolt(t, path)
 	defer b.Close()
-	_, err := store.OpenBolt(path)
+	_, err := store.OpenBoltAlone(path)
 	if err == nil || !strings.Contains(err.Error(), "database "+path+" is locked by another process") {
 		t.Fatalf("opening a locked file: %v", err)
-	}
-}
-
-func TestSharedBolt(t *testing.T) {
-	defer store.SetBoltLockTimeout(100 * time.Millisecond)()
-	path := filepath.Join(t.TempDir(), "authgate.db")
-	a, err := store.SharedBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The same file by another name is the same shared file.
-	rel, err := filepath.Rel(must(os.Getwd()), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := store.SharedBolt(rel)
-	if err != nil {
-		t.Fatalf("second SharedBolt: %v", err)
-	}
-	u, err := a.CreateUser(ctx, store.User{Name: "Ann"})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil { // a second Close is harmless, and not b's
-		t.Fatal(err)
-	}
-	if _, err := a.GetUser(ctx, u.ID); err == nil {
-		t.Fatal("a closed handle still works")
-	}
-	if _, err := b.GetUser(ctx, u.ID); err != nil {
-		t.Fatalf("the other handle after the first closed: %v", err)
-	}
-	if _, err := store.OpenBolt(path); err == nil {
-		t.Fatal("OpenBolt succeeded while a shared handle holds the file")
-	}
-
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c := openBolt(t, path) // the file is released
-	defer c.Close()
-	if _, err := c.GetUser(ctx, u.ID); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -144,7 +98,7 @@ func TestBoltPurgesExpired(t *testing.T) {
 	if err := store.PurgeBolt(b); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"verification_tokens": 1, "sessions": 1, "user_sessions": 1, "revocations": 1, "hits": 1}
+	want := map[string]int{"verification_tokens": 1, "sessions": 1, "user_sessions": 1, "revocations": 1, "hits": 1, "claims": 1}
 	if got := must(store.BoltRecords(b)); !maps.Equal(got, want) {
 		t.Fatalf("records after the purge: %v, want %v", got, want)
 	}

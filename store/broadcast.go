@@ -33,7 +33,8 @@ type Broadcaster interface {
 // RevocationLister lists live revocations: jti → until. Used to load the local
 // revocation set at start and after a resync.
 //
-// Every store in this package implements it. The map is new (never nil) and
+// It is part of Store, and stays a type of its own for the callers that need
+// nothing else. The map is new (never nil) and
 // the caller's to keep and modify. Redis derives until from the key's
 // remaining time to live, so it may be a few milliseconds off the time given
 // to Revoke (later rather than earlier).
@@ -41,9 +42,4 @@ type RevocationLister interface {
 	Revocations(ctx context.Context) (map[string]time.Time, error)
 }
 
-var (
-	_ Broadcaster      = (*Redis)(nil)
-	_ RevocationLister = (*Redis)(nil)
-	_ RevocationLister = (*Memory)(nil)
-	_ RevocationLister = (*Bolt)(nil)
-)
+var _ Broadcaster = (*Redis)(nil)

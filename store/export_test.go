@@ -13,6 +13,16 @@ func SetBoltLockTimeout(d time.Duration) (restore func()) {
 	return func() { boltLockTimeout = old }
 }
 
+// OpenBoltAlone opens the database at path for the returned handle alone, as
+// another process would: it shares the file with no other handle.
+func OpenBoltAlone(path string) (*Bolt, error) {
+	f, err := openBoltFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Bolt{f: f, release: f.Destruct}, nil
+}
+
 // PurgeBolt runs the periodic purge now.
 func PurgeBolt(b *Bolt) error { return purgeBolt(b.f.db, time.Now()) }
 
@@ -20,7 +30,7 @@ func PurgeBolt(b *Bolt) error { return purgeBolt(b.f.db, time.Now()) }
 func BoltRecords(b *Bolt) (map[string]int, error) {
 	n := map[string]int{}
 	err := b.f.db.View(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bTokens, bSessions, bUserSess, bRevoked, bHits} {
+		for _, name := range append(expiring, bUserSess) {
 			n[string(name)] = tx.Bucket(name).Stats().KeyN
 		}
 		return nil
@@ -41,6 +51,6 @@ func MemoryRecords(m *Memory) map[string]int {
 	defer m.mu.RUnlock()
 	return map[string]int{
 		"tokens": len(m.tokens), "sessions": len(m.sessions), "user_sessions": len(m.byUser),
-		"revocations": len(m.revoked), "hits": len(m.hits),
+		"revocations": len(m.revoked), "hits": len(m.hits), "claims": len(m.claims),
 	}
 }

@@ -13,13 +13,22 @@ import (
 const sweepEvery = time.Minute
 
 // Memory is a Store in the process's memory: for tests, demos and a single
-// instance that may forget every user and session when it restarts. It
-// implements RevocationLister but not Broadcaster (it has no other instances
-// to tell).
+// instance that may forget every user and session when it restarts. Open
+// shares a realm's memory store across config reloads, so a reload forgets
+// nothing; the contents go when the last handle is closed. It is not a
+// Broadcaster (it has no other instances to tell).
 //
 // Sessions are kept JSON-encoded, so their Data reads back with the same types
 // as from the persistent stores (numbers as float64, lists as []any).
 type Memory struct {
+	*memory
+	release func() error // gives the contents back to the pool; nil when not shared
+	once    sync.Once
+	err     error
+}
+
+// memory is a Memory's contents, which several handles may share.
+type memory struct {
 	mu        sync.RWMutex
 	users     map[string]User
 	byEmail   map[string]string // email → user id
@@ -29,6 +38,7 @@ type Memory struct {
 	byUser    map[string]map[string]struct{} // user id → session ids
 	revoked   map[string]time.Time
 	hits      map[string]counter
+	claims    map[string]claim
 	nextSweep time.Time
 }
 
@@ -38,9 +48,11 @@ type memSession struct {
 	js      []byte // the whole Session
 }
 
-// NewMemory returns an empty Memory.
-func NewMemory() *Memory {
-	return &Memory{
+// NewMemory returns an empty Memory of its own, shared with nobody.
+func NewMemory() *Memory { return &Memory{memory: newMemory()} }
+
+func newMemory() *memory {
+	return &memory{
 		users:    map[string]User{},
 		byEmail:  map[string]string{},
 		accounts: map[string]Account{},
@@ -49,12 +61,13 @@ func NewMemory() *Memory {
 		byUser:   map[string]map[string]struct{}{},
 		revoked:  map[string]time.Time{},
 		hits:     map[string]counter{},
+		claims:   map[string]claim{},
 	}
 }
 
 // write locks m for a write and, every sweepEvery, deletes what has expired.
 // It returns the current time and the unlock function.
-func (m *Memory) write() (time.Time, func()) {
+func (m *memory) write() (time.Time, func()) {
 	m.mu.Lock()
 	now := time.Now()
 	if !now.Before(m.nextSweep) {
@@ -64,7 +77,7 @@ func (m *Memory) write() (time.Time, func()) {
 	return now, m.mu.Unlock
 }
 
-func (m *Memory) sweep(now time.Time) {
+func (m *memory) sweep(now time.Time) {
 	for k, t := range m.tokens {
 		if !live(t.Expires, now) {
 			delete(m.tokens, k)
@@ -85,9 +98,14 @@ func (m *Memory) sweep(now time.Time) {
 			delete(m.hits, k)
 		}
 	}
+	for k, c := range m.claims {
+		if !live(c.Expires, now) {
+			delete(m.claims, k)
+		}
+	}
 }
 
-func (m *Memory) CreateUser(_ context.Context, u User) (User, error) {
+func (m *memory) CreateUser(_ context.Context, u User) (User, error) {
 	now, unlock := m.write()
 	defer unlock()
 	u = newUser(u, now)
@@ -104,7 +122,7 @@ func (m *Memory) CreateUser(_ context.Context, u User) (User, error) {
 	return u, nil
 }
 
-func (m *Memory) GetUser(_ context.Context, id string) (User, error) {
+func (m *memory) GetUser(_ context.Context, id string) (User, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	u, ok := m.users[id]
@@ -114,9 +132,9 @@ func (m *Memory) GetUser(_ context.Context, id string) (User, error) {
 	return u, nil
 }
 
-func (m *Memory) GetUserByEmail(ctx context.Context, email string) (User, error) {
+func (m *memory) GetUserByEmail(ctx context.Context, email string) (User, error) {
 	m.mu.RLock()
-	id, ok := m.byEmail[NormalizeEmail(email)]
+	id, ok := m.byEmail[lowerEmail(email)]
 	m.mu.RUnlock()
 	if !ok {
 		return User{}, ErrNotFound
@@ -124,7 +142,7 @@ func (m *Memory) GetUserByEmail(ctx context.Context, email string) (User, error)
 	return m.GetUser(ctx, id)
 }
 
-func (m *Memory) UpdateUser(_ context.Context, u User) error {
+func (m *memory) UpdateUser(_ context.Context, u User) error {
 	_, unlock := m.write()
 	defer unlock()
 	stored, ok := m.users[u.ID]
@@ -148,7 +166,7 @@ func (m *Memory) UpdateUser(_ context.Context, u User) error {
 }
 
 // DeleteUser implements UserDeleter.
-func (m *Memory) DeleteUser(_ context.Context, id string) error {
+func (m *memory) DeleteUser(_ context.Context, id string) error {
 	_, unlock := m.write()
 	defer unlock()
 	u, ok := m.users[id]
@@ -162,7 +180,7 @@ func (m *Memory) DeleteUser(_ context.Context, id string) error {
 	return nil
 }
 
-func (m *Memory) LinkAccount(_ context.Context, a Account) error {
+func (m *memory) LinkAccount(_ context.Context, a Account) error {
 	if err := checkAccount(a); err != nil {
 		return err
 	}
@@ -176,7 +194,7 @@ func (m *Memory) LinkAccount(_ context.Context, a Account) error {
 	return nil
 }
 
-func (m *Memory) GetUserByAccount(ctx context.Context, provider, providerAccountID string) (User, error) {
+func (m *memory) GetUserByAccount(ctx context.Context, provider, providerAccountID string) (User, error) {
 	m.mu.RLock()
 	a, ok := m.accounts[provider+sep+providerAccountID]
 	m.mu.RUnlock()
@@ -186,7 +204,7 @@ func (m *Memory) GetUserByAccount(ctx context.Context, provider, providerAccount
 	return m.GetUser(ctx, a.UserID)
 }
 
-func (m *Memory) CreateVerificationToken(_ context.Context, t VerificationToken) error {
+func (m *memory) CreateVerificationToken(_ context.Context, t VerificationToken) error {
 	t, err := checkToken(t)
 	if err != nil {
 		return err
@@ -197,7 +215,7 @@ func (m *Memory) CreateVerificationToken(_ context.Context, t VerificationToken)
 	return nil
 }
 
-func (m *Memory) UseVerificationToken(_ context.Context, identifier, tokenHash string) (VerificationToken, error) {
+func (m *memory) UseVerificationToken(_ context.Context, identifier, tokenHash string) (VerificationToken, error) {
 	now, unlock := m.write()
 	defer unlock()
 	k := identifier + sep + tokenHash
@@ -212,7 +230,7 @@ func (m *Memory) UseVerificationToken(_ context.Context, identifier, tokenHash s
 	return t, nil
 }
 
-func (m *Memory) CreateSession(_ context.Context, s Session) error {
+func (m *memory) CreateSession(_ context.Context, s Session) error {
 	s, err := checkSession(s)
 	if err != nil {
 		return err
@@ -232,7 +250,7 @@ func (m *Memory) CreateSession(_ context.Context, s Session) error {
 	return nil
 }
 
-func (m *Memory) putSession(ms memSession, id string) {
+func (m *memory) putSession(ms memSession, id string) {
 	m.sessions[id] = ms
 	ids := m.byUser[ms.userID]
 	if ids == nil {
@@ -242,7 +260,7 @@ func (m *Memory) putSession(ms memSession, id string) {
 	ids[id] = struct{}{}
 }
 
-func (m *Memory) deleteSession(id, userID string) {
+func (m *memory) deleteSession(id, userID string) {
 	delete(m.sessions, id)
 	if ids := m.byUser[userID]; ids != nil {
 		delete(ids, id)
@@ -252,7 +270,7 @@ func (m *Memory) deleteSession(id, userID string) {
 	}
 }
 
-func (m *Memory) GetSession(_ context.Context, id string) (Session, error) {
+func (m *memory) GetSession(_ context.Context, id string) (Session, error) {
 	m.mu.RLock()
 	ms, ok := m.sessions[id]
 	m.mu.RUnlock()
@@ -264,7 +282,7 @@ func (m *Memory) GetSession(_ context.Context, id string) (Session, error) {
 	return s, err
 }
 
-func (m *Memory) UpdateSession(_ context.Context, s Session) error {
+func (m *memory) UpdateSession(_ context.Context, s Session) error {
 	_, unlock := m.write()
 	defer unlock()
 	stored, ok := m.sessions[s.ID]
@@ -281,7 +299,7 @@ func (m *Memory) UpdateSession(_ context.Context, s Session) error {
 	return nil
 }
 
-func (m *Memory) DeleteSession(_ context.Context, id string) error {
+func (m *memory) DeleteSession(_ context.Context, id string) error {
 	_, unlock := m.write()
 	defer unlock()
 	if ms, ok := m.sessions[id]; ok {
@@ -290,7 +308,7 @@ func (m *Memory) DeleteSession(_ context.Context, id string) error {
 	return nil
 }
 
-func (m *Memory) UserSessions(_ context.Context, userID string) ([]Session, error) {
+func (m *memory) UserSessions(_ context.Context, userID string) ([]Session, error) {
 	now := time.Now()
 	var raw [][]byte
 	m.mu.RLock()
@@ -311,7 +329,7 @@ func (m *Memory) UserSessions(_ context.Context, userID string) ([]Session, erro
 	return out, nil
 }
 
-func (m *Memory) Revoke(_ context.Context, jti string, until time.Time) error {
+func (m *memory) Revoke(_ context.Context, jti string, until time.Time) error {
 	now, unlock := m.write()
 	defer unlock()
 	if live(until, now) {
@@ -320,15 +338,8 @@ func (m *Memory) Revoke(_ context.Context, jti string, until time.Time) error {
 	return nil
 }
 
-func (m *Memory) IsRevoked(_ context.Context, jti string) (bool, error) {
-	m.mu.RLock()
-	until, ok := m.revoked[jti]
-	m.mu.RUnlock()
-	return ok && live(until, time.Now()), nil
-}
-
 // Revocations implements RevocationLister.
-func (m *Memory) Revocations(context.Context) (map[string]time.Time, error) {
+func (m *memory) Revocations(context.Context) (map[string]time.Time, error) {
 	now := time.Now()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -341,7 +352,7 @@ func (m *Memory) Revocations(context.Context) (map[string]time.Time, error) {
 	return out, nil
 }
 
-func (m *Memory) Hit(_ context.Context, key string, window time.Duration) (int, error) {
+func (m *memory) Hit(_ context.Context, key string, window time.Duration) (int, error) {
 	if err := checkWindow(window); err != nil {
 		return 0, err
 	}
@@ -352,8 +363,51 @@ func (m *Memory) Hit(_ context.Context, key string, window time.Duration) (int, 
 	return c.Count, nil
 }
 
-// Close does nothing: a Memory holds no resources but memory.
-func (m *Memory) Close() error { return nil }
+func (m *memory) Claim(_ context.Context, key, value string, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	now, unlock := m.write()
+	defer unlock()
+	if c, ok := m.claims[key]; ok && live(c.Expires, now) {
+		return ErrConflict
+	}
+	m.claims[key] = claim{Value: value, Expires: now.Add(ttl)}
+	return nil
+}
+
+func (m *memory) SetClaim(_ context.Context, key, value string, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	now, unlock := m.write()
+	defer unlock()
+	m.claims[key] = claim{Value: value, Expires: now.Add(ttl)}
+	return nil
+}
+
+func (m *memory) GetClaim(_ context.Context, key string) (string, error) {
+	m.mu.RLock()
+	c, ok := m.claims[key]
+	m.mu.RUnlock()
+	if !ok || !live(c.Expires, time.Now()) {
+		return "", ErrNotFound
+	}
+	return c.Value, nil
+}
+
+// Close releases this handle's share of the contents: when the last handle
+// of a realm's store is closed, the contents are dropped and the realm's next
+// Open starts empty. (A closed handle still reaches what it shared: memory is
+// all it holds.) Closing a handle twice is harmless.
+func (m *Memory) Close() error {
+	m.once.Do(func() {
+		if m.release != nil {
+			m.err = m.release()
+		}
+	})
+	return m.err
+}
 
 var (
 	_ Store       = (*Memory)(nil)

@@ -21,9 +21,9 @@ type UserDeleter interface {
 	DeleteUser(ctx context.Context, id string) error
 }
 
-// NormalizeEmail is how every store keys users by email: trimmed and
-// lowercased.
-func NormalizeEmail(email string) string {
+// lowerEmail is how every store keys users by email: trimmed and lowercased.
+// It checks nothing: providers.NormalizeEmail validates what users type.
+func lowerEmail(email string) string {
 	return strings.ToLower(strings.TrimSpace(email))
 }
 
@@ -57,7 +57,7 @@ func updatedUser(u, stored User) User {
 }
 
 func normUser(u User) User {
-	u.Email = NormalizeEmail(u.Email)
+	u.Email = lowerEmail(u.Email)
 	u.EmailVerified = utc(u.EmailVerified)
 	u.Created = utc(u.Created)
 	return u
@@ -109,6 +109,19 @@ func (c counter) hit(now time.Time, window time.Duration) counter {
 	}
 	c.Count++
 	return c
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("store: a claim's time to live must be positive, not %v", ttl)
+	}
+	return nil
+}
+
+// claim is a claimed key's record.
+type claim struct {
+	Value   string    `json:"value"`
+	Expires time.Time `json:"expires"`
 }
 
 // revocation is a revoked token's record.

@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -45,17 +47,20 @@ type RedisOptions struct {
 //	user_sessions:<user id>          set of the user's session ids
 //	revoked:<jti>                    "1"
 //	hit:<key>                        the window's count
+//	claim:<key>                      the claim's value
 //
 // It is also a Broadcaster, over the pub/sub channels events:<topic> (after
-// the prefix, unescaped), and a RevocationLister.
+// the prefix, unescaped).
 type Redis struct {
 	c      *redis.Client
 	prefix string
 }
 
 // NewRedis connects to the server at url (redis://[user:password@]host[:port][/db],
-// rediss:// for TLS, or unix:///path) and checks that it answers.
+// rediss:// for TLS, or unix:///path) and checks that it answers. The first
+// call sends go-redis's own log messages to Caddy's log.
 func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, error) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	o, err := redis.ParseURL(rawURL)
 	if err != nil {
 		// url.Parse's error quotes the URL, password and all.
@@ -82,6 +87,19 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	}
 	return &Redis{c: c, prefix: opts.Prefix}, nil
 }
+
+// redisLogger sends go-redis's own messages (reconnects, pool errors) to
+// Caddy's log instead of standard error. It asks for Caddy's logger on each
+// message: the logger of the config that opened the first Redis store may be
+// gone after a reload.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("authgate.redis").Warn(fmt.Sprintf(format, v...))
+}
+
+// redisLogOnce sets the logger once per process: go-redis has one.
+var redisLogOnce sync.Once
 
 // Client is the connection, for what the Store interface does not cover.
 func (r *Redis) Client() *redis.Client { return r.c }
@@ -190,7 +208,7 @@ func (r *Redis) GetUser(ctx context.Context, id string) (User, error) {
 }
 
 func (r *Redis) GetUserByEmail(ctx context.Context, email string) (User, error) {
-	id, err := r.c.Get(ctx, r.emailKey(NormalizeEmail(email))).Result()
+	id, err := r.c.Get(ctx, r.emailKey(lowerEmail(email))).Result()
 	if err != nil {
 		return User{}, notFound(err)
 	}
@@ -199,7 +217,7 @@ func (r *Redis) GetUserByEmail(ctx context.Context, email string) (User, error) 
 
 func (r *Redis) UpdateUser(ctx context.Context, u User) error {
 	uk := r.userKey(u.ID)
-	newEmail := NormalizeEmail(u.Email)
+	newEmail := lowerEmail(u.Email)
 	keys := []string{uk}
 	if newEmail != "" {
 		keys = append(keys, r.emailKey(newEmail))
@@ -451,11 +469,6 @@ func (r *Redis) Revoke(ctx context.Context, jti string, until time.Time) error {
 	return r.c.Set(ctx, r.key("revoked", jti), "1", d).Err()
 }
 
-func (r *Redis) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	n, err := r.c.Exists(ctx, r.key("revoked", jti)).Result()
-	return n > 0, err
-}
-
 // eventsChannel is the pub/sub channel of a Broadcaster topic.
 func (r *Redis) eventsChannel(topic string) string { return r.prefix + "events:" + topic }
 
@@ -474,7 +487,7 @@ func (r *Redis) Subscribe(ctx context.Context, topic string, onMessage func(msg 
 }
 
 // noExpiry is the until Revocations gives a revoked key without a time to
-// live (Revoke never writes one: IsRevoked would report it revoked forever).
+// live (Revoke never writes one: it would be revoked forever).
 var noExpiry = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // unescapeKeyPart reverses keyPart.
@@ -539,6 +552,37 @@ func (r *Redis) Hit(ctx context.Context, key string, window time.Duration) (int,
 	}
 	ms := max(window.Milliseconds(), 1)
 	return hitScript.Run(ctx, r.c, []string{r.key("hit", key)}, strconv.FormatInt(ms, 10)).Int()
+}
+
+// Claim is SET NX PX (Redis's resolution is a millisecond).
+func (r *Redis) Claim(ctx context.Context, key, value string, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	ok, err := r.c.SetNX(ctx, r.key("claim", key), value, max(ttl, time.Millisecond)).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrConflict
+	}
+	return nil
+}
+
+// SetClaim is SET PX.
+func (r *Redis) SetClaim(ctx context.Context, key, value string, ttl time.Duration) error {
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	return r.c.Set(ctx, r.key("claim", key), value, max(ttl, time.Millisecond)).Err()
+}
+
+func (r *Redis) GetClaim(ctx context.Context, key string) (string, error) {
+	v, err := r.c.Get(ctx, r.key("claim", key)).Result()
+	if err != nil {
+		return "", notFound(err)
+	}
+	return v, nil
 }
 
 var (

@@ -78,7 +78,7 @@ func TestRedisTTLs(t *testing.T) {
 	if err := iter.Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{"user", "user_email", "account", "vtoken", "session", "user_sessions", "revoked", "hit"} {
+	for _, kind := range []string{"user", "user_email", "account", "vtoken", "session", "user_sessions", "revoked", "hit", "claim"} {
 		if !kinds[kind] {
 			t.Errorf("no %s key written", kind)
 		}
@@ -107,18 +107,18 @@ func TestRedisBadURL(t *testing.T) {
 func TestRedisReconnects(t *testing.T) {
 	srv := testredis.NewServer(t)
 	r := openRedis(t, "redis://"+srv.Addr, store.RedisOptions{})
-	if err := r.Revoke(ctx, "j1", time.Now().Add(time.Hour)); err != nil {
+	if err := r.SetClaim(ctx, "k1", "v1", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	if _, err := r.IsRevoked(ctx, "j1"); err == nil {
+	if _, err := r.GetClaim(ctx, "k1"); err == nil {
 		t.Fatal("no error while the server is down")
 	}
 	srv.Start()
-	if err := r.Revoke(ctx, "j2", time.Now().Add(time.Hour)); err != nil {
+	if err := r.SetClaim(ctx, "k2", "v2", time.Hour); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
-	if r, err := r.IsRevoked(ctx, "j2"); err != nil || !r {
-		t.Fatalf("IsRevoked after the restart: %v, %v", r, err)
+	if v, err := r.GetClaim(ctx, "k2"); err != nil || v != "v2" {
+		t.Fatalf("GetClaim after the restart: %q, %v", v, err)
 	}
 }

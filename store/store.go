@@ -1,7 +1,8 @@
 // Package store keeps what authgate must remember between requests and across
 // restarts — users and their linked accounts, email verification tokens,
-// database sessions, revoked tokens and rate-limit counters — behind one
-// interface with memory, bbolt and Redis implementations.
+// database sessions, revoked tokens, rate-limit counters and claimed keys —
+// behind one interface with memory, bbolt and Redis implementations, which
+// Open opens from a realm's store configuration.
 package store
 
 import (
@@ -94,8 +95,21 @@ type Store interface {
 	// Revoke records that the token with this jti is revoked until it expires
 	// (nothing is recorded when until has passed).
 	Revoke(ctx context.Context, jti string, until time.Time) error
-	// IsRevoked reports whether jti was revoked (and has not expired since).
-	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// Revocations lists the live revocations; see RevocationLister.
+	Revocations(ctx context.Context) (map[string]time.Time, error)
+
+	// Claim sets key to value for ttl, only when key holds no live value: of
+	// any number of concurrent claims of a key, exactly one succeeds and the
+	// others get ErrConflict. It is a lock that expires by itself (one
+	// instance refreshes a token while the others wait for the value it
+	// sets) and a "seen before" check (a logout token's jti). Claims share
+	// one namespace per store, which callers divide with prefixes such as
+	// "refresh:". ttl must be positive.
+	Claim(ctx context.Context, key, value string, ttl time.Duration) error
+	// SetClaim sets key to value for ttl, claimed or not. ttl must be positive.
+	SetClaim(ctx context.Context, key, value string, ttl time.Duration) error
+	// GetClaim returns key's live value; ErrNotFound when it has none.
+	GetClaim(ctx context.Context, key string) (string, error)
 
 	// Hit counts one event for key in a fixed window starting at the first hit,
 	// and returns the count so far in the window (window must be positive).

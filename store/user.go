@@ -58,7 +58,7 @@ var errRaced = errors.New("a concurrent sign-in changed the user")
 // looks like another person's, a user with the address created in the last
 // two seconds gets ErrAccountNotLinked only after up to ~0.7s of retries.
 func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, err error) {
-	in.Email = NormalizeEmail(in.Email)
+	in.Email = lowerEmail(in.Email)
 	if in.Type == "email" && in.Email == "" {
 		return User{}, false, errors.New("store: an email sign-in needs an email address")
 	}

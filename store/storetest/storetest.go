@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Sessions", sessionTests},
 		{"Revocations", revocationTests},
 		{"Hit", hitTests},
+		{"Claims", claimTests},
 		{"ResolveUser", resolveTests},
 	}
 	for _, g := range groups {
@@ -398,8 +399,7 @@ var sessionTests = map[string]func(*testing.T, store.Store){
 
 func revoked(t *testing.T, s store.Store, jti string) bool {
 	t.Helper()
-	r, err := s.IsRevoked(ctx, jti)
-	ok(t, err)
+	_, r := must[map[string]time.Time](t)(s.Revocations(ctx))[jti]
 	return r
 }
 
@@ -428,10 +428,7 @@ var revocationTests = map[string]func(*testing.T, store.Store){
 		}
 	},
 	"List": func(t *testing.T, s store.Store) {
-		l, isLister := s.(store.RevocationLister)
-		if !isLister {
-			t.Skip("not a store.RevocationLister")
-		}
+		var l store.RevocationLister = s
 		if m := must[map[string]time.Time](t)(l.Revocations(ctx)); m == nil || len(m) != 0 {
 			t.Fatalf("Revocations of an empty store: %#v, want an empty map", m)
 		}
@@ -468,6 +465,101 @@ var revocationTests = map[string]func(*testing.T, store.Store){
 		if len(again) != len(want) || again["j1"].IsZero() {
 			t.Fatalf("Revocations() after changing an earlier result: %v", again)
 		}
+	},
+}
+
+func claimed(t *testing.T, s store.Store, key string) string {
+	t.Helper()
+	return must[string](t)(s.GetClaim(ctx, key))
+}
+
+var claimTests = map[string]func(*testing.T, store.Store){
+	"Once": func(t *testing.T, s store.Store) {
+		ok(t, s.Claim(ctx, "k", "first", time.Hour))
+		wantErr(t, "second Claim", s.Claim(ctx, "k", "second", time.Hour), store.ErrConflict)
+		if v := claimed(t, s, "k"); v != "first" {
+			t.Fatalf("GetClaim = %q after a refused claim, want %q", v, "first")
+		}
+		ok(t, s.Claim(ctx, "other", "", time.Hour)) // keys are independent; a value may be empty
+		if v := claimed(t, s, "other"); v != "" {
+			t.Fatalf("GetClaim(other) = %q, want the empty value", v)
+		}
+	},
+	"Missing": func(t *testing.T, s store.Store) {
+		_, err := s.GetClaim(ctx, "k")
+		wantErr(t, "GetClaim", err, store.ErrNotFound)
+	},
+	"Concurrent": func(t *testing.T, s store.Store) {
+		const n = 20
+		var wg sync.WaitGroup
+		var winners atomic.Int32
+		winner := make(chan string, n)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				v := fmt.Sprint("claimant ", i)
+				switch err := s.Claim(ctx, "k", v, time.Hour); {
+				case err == nil:
+					winners.Add(1)
+					winner <- v
+				case !errors.Is(err, store.ErrConflict):
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if w := winners.Load(); w != 1 {
+			t.Fatalf("%d of %d concurrent claims succeeded, want 1", w, n)
+		}
+		if v, want := claimed(t, s, "k"), <-winner; v != want {
+			t.Fatalf("GetClaim = %q, want the winner's %q", v, want)
+		}
+	},
+	"Expires": func(t *testing.T, s store.Store) {
+		ok(t, s.Claim(ctx, "k", "first", expiry))
+		ok(t, s.SetClaim(ctx, "set", "v", expiry))
+		claimed(t, s, "k")
+		time.Sleep(expiry + 50*time.Millisecond)
+		for _, k := range []string{"k", "set"} {
+			_, err := s.GetClaim(ctx, k)
+			wantErr(t, "GetClaim("+k+") after it expired", err, store.ErrNotFound)
+		}
+		// An expired claim may be claimed again.
+		ok(t, s.Claim(ctx, "k", "second", time.Hour))
+		if v := claimed(t, s, "k"); v != "second" {
+			t.Fatalf("GetClaim = %q, want %q", v, "second")
+		}
+	},
+	"SetOverwrites": func(t *testing.T, s store.Store) {
+		ok(t, s.Claim(ctx, "longer", "claimed", expiry))
+		ok(t, s.SetClaim(ctx, "longer", "set", time.Hour))
+		ok(t, s.SetClaim(ctx, "shorter", "set", time.Hour))
+		ok(t, s.SetClaim(ctx, "shorter", "set again", expiry))
+		ok(t, s.SetClaim(ctx, "new", "set", time.Hour)) // a key nobody claimed
+		time.Sleep(expiry + 50*time.Millisecond)
+		if v := claimed(t, s, "longer"); v != "set" {
+			t.Fatalf("GetClaim(longer) = %q, want the value SetClaim gave it, for its time to live", v)
+		}
+		wantErr(t, "Claim(longer) after SetClaim", s.Claim(ctx, "longer", "x", time.Hour), store.ErrConflict)
+		_, err := s.GetClaim(ctx, "shorter")
+		wantErr(t, "GetClaim(shorter) past the time to live SetClaim gave it", err, store.ErrNotFound)
+		if v := claimed(t, s, "new"); v != "set" {
+			t.Fatalf("GetClaim(new) = %q", v)
+		}
+	},
+	"BadTTL": func(t *testing.T, s store.Store) {
+		for _, ttl := range []time.Duration{0, -time.Second} {
+			if err := s.Claim(ctx, "k", "v", ttl); err == nil || errors.Is(err, store.ErrConflict) {
+				t.Errorf("Claim with time to live %v: %v, want an error", ttl, err)
+			}
+			if err := s.SetClaim(ctx, "k", "v", ttl); err == nil {
+				t.Errorf("SetClaim with time to live %v: no error", ttl)
+			}
+		}
+		_, err := s.GetClaim(ctx, "k")
+		wantErr(t, "GetClaim after refused claims", err, store.ErrNotFound)
 	},
 }
 
