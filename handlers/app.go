@@ -26,12 +26,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/authgate/caddy-authgate/callbacks"
@@ -157,7 +154,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		rl, err := newRealm(bg, name, cfg, logger.With(zap.String("realm", name)))
 		if err == nil {
-			err = checkStore(cfg.Store)
+			err = store.CheckOptions(storeOptions(name, cfg.Store, dataDir))
 		}
 		if err != nil {
 			if name == DefaultRealm {
@@ -175,9 +172,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 // reload the new config shares the open file with the old one.
 func (a *App) Start() error {
 	for name, rl := range a.realms {
-		st, err := openStore(a.ctx, name, a.Realms[name].Store, a.dataDir)
+		st, err := store.Open(a.ctx, storeOptions(name, a.Realms[name].Store, a.dataDir))
 		if err != nil {
-			return fmt.Errorf("realm %q: store: %v", name, err)
+			return fmt.Errorf("realm %q: %v", name, err)
 		}
 		rl.sessions.store = st
 		if err := rl.sessions.startRevocations(a.ctx); err != nil {
@@ -207,61 +204,15 @@ func (a *App) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// checkStore checks a store configuration without opening it.
-func checkStore(cfg *StoreConfig) error {
-	if cfg == nil {
-		return nil
-	}
-	switch cfg.Type {
-	case "", "bolt", "memory":
-		return nil
-	case "redis":
-		u, err := url.Parse(caddy.NewReplacer().ReplaceAll(cfg.URL, ""))
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			return fmt.Errorf("store redis: want a URL such as redis://host:port/db, rediss://… or unix://…")
-		}
-		return nil
-	}
-	return fmt.Errorf("store: unknown type %q: want bolt, memory or redis", cfg.Type)
-}
-
-// redisLogger sends go-redis's own messages (reconnects, pool errors) to Caddy's
-// log instead of standard error.
-// It asks for Caddy's logger on each message: the logger of the config that
-// happened to open the first Redis store may be gone after a reload.
-type redisLogger struct{}
-
-func (redisLogger) Printf(_ context.Context, format string, v ...any) {
-	caddy.Log().Named("authgate.redis").Warn(fmt.Sprintf(format, v...))
-}
-
-var redisLogOnce sync.Once
-
-// openStore opens the realm's store: by default a bbolt file in Caddy's storage
-// directory, shared with the previous config during a reload.
-func openStore(ctx context.Context, realm string, cfg *StoreConfig, dataDir string) (store.Store, error) {
+// storeOptions are the realm's store settings, placeholders expanded.
+func storeOptions(realm string, cfg *StoreConfig, dataDir string) store.Options {
 	if cfg == nil {
 		cfg = &StoreConfig{}
 	}
 	repl := caddy.NewReplacer()
-	switch cfg.Type {
-	case "", "bolt":
-		path := repl.ReplaceAll(cfg.Path, "")
-		if path == "" {
-			path = store.BoltPath(dataDir, realm)
-		}
-		return store.SharedBolt(path)
-	case "memory":
-		return store.NewMemory(), nil
-	case "redis":
-		redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
-		prefix := cfg.Prefix
-		if prefix == "" {
-			prefix = "authgate:" + realm + ":"
-		}
-		return store.NewRedis(ctx, repl.ReplaceAll(cfg.URL, ""), store.RedisOptions{Prefix: prefix})
-	default:
-		return nil, fmt.Errorf("unknown store type %q: want bolt, memory or redis", cfg.Type)
+	return store.Options{
+		Type: cfg.Type, Path: repl.ReplaceAll(cfg.Path, ""), URL: repl.ReplaceAll(cfg.URL, ""),
+		Prefix: cfg.Prefix, Realm: realm, DataDir: dataDir,
 	}
 }
 

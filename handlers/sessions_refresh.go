@@ -81,10 +81,8 @@ func (s *sessions) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) 
 	sum := sha256.Sum256([]byte(rt))
 	lockID := "refresh:" + hex.EncodeToString(sum[:])
 
-	// The lock is listed under a user of its own (the store requires one): not
-	// under the session's user, whose sessions administrators list, and not
-	// under one shared by every lock, whose list would grow with every refresh.
-	err := s.store.CreateSession(ctx, store.Session{ID: lockID, UserID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{}})
+	// The lock is claimed empty; its value becomes the new token once refreshed.
+	err := s.store.Claim(ctx, lockID, "", refreshLockTTL)
 	if errors.Is(err, store.ErrConflict) {
 		return s.awaitRefresh(ctx, lockID, secure)
 	}
@@ -119,7 +117,7 @@ func (s *sessions) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) 
 		return nil
 	}
 	n := &refreshed{token: tok, entry: ne}
-	if err := s.store.UpdateSession(ctx, store.Session{ID: lockID, Expires: now.Add(refreshLockTTL), Data: map[string]any{"token": tok}}); err != nil {
+	if err := s.store.SetClaim(ctx, lockID, tok, refreshLockTTL); err != nil {
 		s.logger.Warn("sharing the refreshed session with other instances", zap.Error(err))
 	}
 	return n
@@ -140,9 +138,9 @@ func (s *sessions) awaitRefresh(ctx context.Context, lockID string, secure bool)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		rec, err := s.store.GetSession(ctx, lockID)
+		tok, err := s.store.GetClaim(ctx, lockID)
 		if err == nil {
-			if tok, ok := rec.Data["token"].(string); ok && tok != "" {
+			if tok != "" {
 				claims, err := s.codecs[idx(secure)].Decode(tok, s.now())
 				if err != nil {
 					return nil

@@ -117,9 +117,6 @@ func shareBolt(path string) (*Bolt, error) {
 	}}, nil
 }
 
-// SharedBolt is Open for the bolt file at path. It serves handlers until they
-// call Open.
-func SharedBolt(path string) (*Bolt, error) { return shareBolt(path) }
 
 // openBoltFile opens (creating it, and its directory, when missing) the
 // database at path. Expired records are deleted when it opens and every few

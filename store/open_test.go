@@ -96,14 +96,13 @@ func TestOpenSharesBolt(t *testing.T) {
 	defer store.SetBoltLockTimeout(100 * time.Millisecond)()
 	path := filepath.Join(t.TempDir(), "authgate.db")
 	a := open(t, store.Options{Path: path})
-	// The same file by another name is the same shared file; SharedBolt
-	// shares it too.
+	// The same file by another name is the same shared file.
 	rel, err := filepath.Rel(must(os.Getwd()), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := open(t, store.Options{Type: "bolt", Path: rel})
-	c := must(store.SharedBolt(path))
+	c := open(t, store.Options{Path: path})
 	u := must(a.CreateUser(ctx, store.User{Name: "Ann"}))
 
 	closeStore(t, a)
