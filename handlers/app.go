@@ -180,6 +180,7 @@ func (a *App) Start() error {
 		if err := rl.sessions.startRevocations(a.ctx); err != nil {
 			return fmt.Errorf("realm %q: loading revocations: %v", name, err)
 		}
+		rl.started.Store(true)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
 	"github.com/authgate/caddy-authgate/session"
+	"github.com/authgate/caddy-authgate/store"
 )
 
 const benchSecret = "a-benchmark-secret-that-is-long-enough-0123456789"
@@ -42,6 +43,8 @@ func benchRealm(tb testing.TB, mutate func(*Realm)) *realm {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	rl.sessions.store = store.NewMemory()
+	rl.started.Store(true)
 	return rl
 }
 

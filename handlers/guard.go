@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -140,6 +141,9 @@ func stripName(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }
 
+// errNotStarted answers requests that arrive before the app opened its store.
+var errNotStarted = errors.New("the authgate app has not opened its store yet")
+
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	if s := h.UnauthenticatedStatus; s != 0 && (s < 400 || s > 499) {
@@ -151,6 +155,9 @@ func (h *Handler) Validate() error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rl := h.realm
+	if !rl.started.Load() {
+		return unavailable(w, r, rl.pages, rl.logger, errNotStarted)
+	}
 	if sub, ok := rl.endpoint(r.URL.Path); ok {
 		return rl.serveEndpoint(w, r, sub)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,6 +36,9 @@ type realm struct {
 	pages       *pages
 	routes      routes
 	logger      *zap.Logger
+	// started is set once the app opened the store: Caddy starts its apps in no
+	// particular order, so the HTTP server may take requests before that.
+	started atomic.Bool
 }
 
 const (
