@@ -117,8 +117,13 @@ type OAuth interface {
 	// AuthCodeURL returns where to send the browser; it fails when the provider
 	// cannot be used now (discovery has not succeeded).
 	AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error)
-	// Exchange redeems the code with the PKCE verifier and checks the nonce.
-	Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*Identity, error)
+	// Callback finishes the sign-in with the parameters of the authorization
+	// response (the callback's query, or its form with response_mode=form_post),
+	// whose state the caller has checked. It refuses an error response and, as
+	// RFC 9207 says, a response from another issuer or one without the iss the
+	// provider's metadata promises; then it redeems the code with the PKCE
+	// verifier and, for OpenID Connect, verifies the ID token and its nonce.
+	Callback(ctx context.Context, redirectURL string, params url.Values, verifier, nonce string) (*Identity, error)
 	// UsesNonce reports whether the flow carries an OIDC nonce.
 	UsesNonce() bool
 	// AllowsEmailLinking reports whether a sign-in may join an existing user with
