@@ -17,10 +17,22 @@ deps:
 	@[ -d testdata/node/node_modules/oidc-provider ] && [ -d testdata/node/node_modules/@auth/core ] || (cd testdata/node && npm ci --no-audit --no-fund --loglevel=error)
 	@$(GO) build -o /dev/null github.com/axllent/mailpit   # warms the build cache for `go tool mailpit`
 
+# check also fails on a function of module code with a cyclomatic complexity over 30
+# (tests and the internal/test* helpers aside), and on module code that cmd/caddy
+# cannot reach (deadcode prints it and exits 0, hence the test of its output). The
+# tools run at pinned versions with `go run`, outside go.mod.
+GOCYCLO := github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
+DEADCODE := golang.org/x/tools/cmd/deadcode@v0.52.0
+
 check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	@out=$$($(GO) run $(GOCYCLO) -over 30 -ignore '_test\.go$$|^internal/test|/node_modules/' .) || \
+		{ echo "gocyclo: functions with a cyclomatic complexity over 30:"; echo "$$out"; exit 1; }
+	@out=$$($(GO) run $(DEADCODE) -test=false ./cmd/caddy) || exit 1; \
+		out=$$(echo "$$out" | grep -v '^internal/test' || true); \
+		if [ -n "$$out" ]; then echo "deadcode: unreachable from cmd/caddy:"; echo "$$out"; exit 1; fi
 
 test: deps check
 	$(GO) test -count=1 ./...

@@ -9,12 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/authgate/caddy-authgate/internal/httpjson"
 )
 
 // WebhookConfig configures a webhook rule: authgate POSTs the callback's variables
@@ -133,7 +134,6 @@ func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (m
 		return nil, fmt.Errorf("webhook %s: %v", w.url, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "authgate")
 	for k, v := range w.headers {
 		req.Header.Set(k, v)
@@ -141,34 +141,22 @@ func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (m
 	if len(w.secret) > 0 {
 		req.Header.Set("X-Authgate-Signature", Sign(w.secret, w.now(), body))
 	}
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return nil, w.callErr(ctx, "", err)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxWebhookAnswer+1))
-	if err != nil {
-		return nil, w.callErr(ctx, "reading the answer: ", err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("webhook %s: status %d", w.url, resp.StatusCode)
-	}
-	if len(answer) > maxWebhookAnswer {
-		return nil, fmt.Errorf("webhook %s: answer larger than %d bytes", w.url, maxWebhookAnswer)
-	}
 	var out map[string]any
-	dec := json.NewDecoder(bytes.NewReader(answer))
-	if err := dec.Decode(&out); err != nil || out == nil || dec.More() {
+	_, err = httpjson.Do(w.client, req, maxWebhookAnswer, &out)
+	if errors.Is(err, httpjson.ErrDecode) || err == nil && out == nil {
 		return nil, fmt.Errorf("webhook %s: the answer is not a JSON object", w.url)
+	}
+	if err != nil {
+		return nil, w.callErr(ctx, err)
 	}
 	return out, nil
 }
 
 // callErr describes a failed call; a call cut short by the webhook's timeout
 // says so in words, not only as Go's "context deadline exceeded".
-func (w *webhook) callErr(ctx context.Context, doing string, err error) error {
+func (w *webhook) callErr(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("webhook %s: timed out after %v: %s%v", w.url, w.timeout, doing, err)
+		return fmt.Errorf("webhook %s: timed out after %v: %v", w.url, w.timeout, err)
 	}
-	return fmt.Errorf("webhook %s: %s%v", w.url, doing, err)
+	return fmt.Errorf("webhook %s: %v", w.url, err)
 }

@@ -7,19 +7,13 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/authgate/caddy-authgate/internal/testcaddy"
 )
 
 // TestUpstreamAssertion: with `assertion`, the upstream receives a signed JWT of
 // the user's identity that verifies with /.auth/jwks.json; a client-sent copy
 // of the header never reaches it.
 func TestUpstreamAssertion(t *testing.T) {
-	port := testcaddy.FreePort(t)
-	base := origin(port)
-	up := newUpstream(t)
-	testcaddy.Start(t, globalBlock(credentialsProvider(usersFile(t, aliceUser)))+
-		siteBlock(port, "authgate {\n\t\tassertion\n\t}", up.URL))
+	base, up, _ := credentialsSite(t, "authgate {\n\t\tassertion\n\t}", "", aliceUser)
 	b := newBrowser(t)
 
 	keys := b.api(base + "/.auth/jwks.json")
@@ -29,9 +23,9 @@ func TestUpstreamAssertion(t *testing.T) {
 		t.Fatalf("/.auth/jwks.json = %q (%v), want one key", keys.Body, err)
 	}
 
-	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.password), base+"/")
+	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.Password), base+"/")
 	wantStatus(t, b.navigate(base+"/app", "X-Authgate-Assertion", "forged"), http.StatusOK)
-	got := up.last(t).headerValues("X-Authgate-Assertion")
+	got := up.Last(t).HeaderValues("X-Authgate-Assertion")
 	if len(got) != 1 || got[0] == "forged" {
 		t.Fatalf("the upstream saw X-Authgate-Assertion %v, want one signed assertion", got)
 	}
@@ -52,9 +46,9 @@ func TestUpstreamAssertion(t *testing.T) {
 	}
 
 	// A signed-out request with a forged assertion never reaches the upstream.
-	n := up.count()
+	n := up.Count()
 	wantStatus(t, newBrowser(t).api(base+"/app", "X-Authgate-Assertion", got[0]), http.StatusUnauthorized)
-	if up.count() != n {
+	if up.Count() != n {
 		t.Error("a signed-out request reached the upstream")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // TestCredentialsAuthorizeEndpoint signs in with a credentials provider whose
@@ -77,7 +78,7 @@ func TestCredentialsAuthorizeEndpoint(t *testing.T) {
 
 	port := testcaddy.FreePort(t)
 	base := origin(port)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	caddy := testcaddy.Start(t, globalBlock(fmt.Sprintf(`
 		provider credentials {
 			authorize_url %s/authorize
@@ -135,7 +136,7 @@ func TestCredentialsAuthorizeEndpoint(t *testing.T) {
 		{"unknown user (401)", "nobody", "any-password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := up.count()
+			before := up.Count()
 			b, r := signIn(t, url.Values{"username": {tc.username}, "password": {tc.password}})
 			wantLocation(t, r, "/.auth/signin?error=CredentialsSignin&callbackUrl="+url.QueryEscape(base+"/app"))
 			wantNoSetCookie(t, r, sessionCookie)
@@ -148,7 +149,7 @@ func TestCredentialsAuthorizeEndpoint(t *testing.T) {
 				t.Errorf("the sign-in page does not show the CredentialsSignin message: %s", pageText(t, page.Body))
 			}
 			wantSignInRedirect(t, b.navigate(base+"/app"), base+"/app")
-			if up.count() != before {
+			if up.Count() != before {
 				t.Error("the upstream received a request")
 			}
 		})
@@ -162,12 +163,12 @@ func TestCredentialsAuthorizeEndpoint(t *testing.T) {
 		{"noid", "has no id"},
 	} {
 		t.Run("fails closed: "+tc.username, func(t *testing.T) {
-			before := logCount(caddy, `"error_code":"Configuration"`, tc.logged)
+			before := caddy.LogCount(`"error_code":"Configuration"`, tc.logged)
 			b, r := signIn(t, url.Values{"username": {tc.username}, "password": {"any-password"}})
 			wantNoSetCookie(t, r, sessionCookie)
 			page := wantErrorPage(t, b, base, r, "Configuration", http.StatusInternalServerError)
 			wantNoLeak(t, page.Body, ep.URL, "authorize", "status 500", "JSON", "deadline")
-			if logCount(caddy, `"error_code":"Configuration"`, tc.logged) <= before {
+			if caddy.LogCount(`"error_code":"Configuration"`, tc.logged) <= before {
 				t.Errorf("no Configuration log line says %q", tc.logged)
 			}
 			wantSignInRedirect(t, b.navigate(base+"/app"), base+"/app")

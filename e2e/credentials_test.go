@@ -10,20 +10,21 @@ import (
 	"time"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 var (
-	aliceUser = user{"alice", "alice-password-e2e", "Alice Example", "alice@example.com"}
-	bobUser   = user{"bob", "bob-password-e2e", "Bob Example", "bob@example.com"}
+	aliceUser = testsite.User{Login: "alice", Password: "alice-password-e2e", Name: "Alice Example", Email: "alice@example.com"}
+	bobUser   = testsite.User{Login: "bob", Password: "bob-password-e2e", Name: "Bob Example", Email: "bob@example.com"}
 )
 
 // credentialsSite starts Caddy with a credentials realm (plus realmExtra) in
 // front of a new upstream, with the site directive's block directive.
-func credentialsSite(t *testing.T, directive, realmExtra string, users ...user) (string, *upstream, *testcaddy.Server) {
+func credentialsSite(t *testing.T, directive, realmExtra string, users ...testsite.User) (string, *testsite.Upstream, *testcaddy.Server) {
 	t.Helper()
 	port := testcaddy.FreePort(t)
-	up := newUpstream(t)
-	c := testcaddy.Start(t, globalBlock(credentialsProvider(usersFile(t, users...))+realmExtra)+siteBlock(port, directive, up.URL))
+	up := testsite.NewUpstream(t, testsite.OK)
+	c := testcaddy.Start(t, globalBlock(testsite.CredentialsProvider(testsite.UsersFile(t, users...))+realmExtra)+siteBlock(port, directive, up.URL))
 	return origin(port), up, c
 }
 
@@ -33,8 +34,8 @@ func credentialsSite(t *testing.T, directive, realmExtra string, users ...user) 
 func TestCredentialsSignIn(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
-	up := newUpstream(t)
-	caddy := testcaddy.Start(t, globalBlock(credentialsProvider(usersFile(t, aliceUser, bobUser)))+
+	up := testsite.NewUpstream(t, testsite.OK)
+	caddy := testcaddy.Start(t, globalBlock(testsite.CredentialsProvider(testsite.UsersFile(t, aliceUser, bobUser)))+
 		fmt.Sprintf(`%s {
 	authgate
 	reverse_proxy %s {
@@ -62,7 +63,7 @@ func TestCredentialsSignIn(t *testing.T) {
 		{"wrong password", "alice", "wrong-password-e2e"},
 		{"unknown user", "mallory", "mallory-password-e2e"},
 		{"empty password", "alice", ""},
-		{"another user's password", "alice", bobUser.password},
+		{"another user's password", "alice", bobUser.Password},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := b.in(t)
@@ -80,12 +81,12 @@ func TestCredentialsSignIn(t *testing.T) {
 			wantSignInRedirect(t, b.navigate(target), target)
 		})
 	}
-	if up.count() != 0 {
+	if up.Count() != 0 {
 		t.Fatal("the upstream received a request before sign-in")
 	}
 
 	// The right password.
-	r := b.signInCredentials(base, target, "alice", aliceUser.password)
+	r := b.signInCredentials(base, target, "alice", aliceUser.Password)
 	wantLocation(t, r, target)
 	c := setCookie(r, sessionCookie)
 	if c == nil {
@@ -105,9 +106,9 @@ func TestCredentialsSignIn(t *testing.T) {
 
 	// Another user in another browser.
 	b2 := newBrowser(t)
-	wantLocation(t, b2.signInCredentials(base, base+"/", "bob", bobUser.password), base+"/")
+	wantLocation(t, b2.signInCredentials(base, base+"/", "bob", bobUser.Password), base+"/")
 	wantStatus(t, b2.navigate(base+"/b"), http.StatusOK)
-	wantAuthHeaders(t, up.last(t), map[string]string{
+	wantAuthHeaders(t, up.Last(t), map[string]string{
 		"x-auth-request-user": "bob", "x-auth-request-email": "bob@example.com", "x-auth-request-name": "Bob Example",
 	})
 
@@ -121,7 +122,7 @@ func TestCredentialsSignIn(t *testing.T) {
 
 	// Passwords never reach the log.
 	logs := caddy.Logs()
-	for _, p := range []string{"wrong-password-e2e", "mallory-password-e2e", aliceUser.password, bobUser.password} {
+	for _, p := range []string{"wrong-password-e2e", "mallory-password-e2e", aliceUser.Password, bobUser.Password} {
 		if strings.Contains(logs, p) {
 			t.Errorf("the log contains the password %q", p)
 		}
@@ -136,7 +137,7 @@ func TestCredentialsSignIn(t *testing.T) {
 func TestHeaderSpoofing(t *testing.T) {
 	port, portCustom, portUnderscore := testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t)
 	base, custom, underscore := origin(port), origin(portCustom), origin(portUnderscore)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	customHeaders := "authgate {\n" +
 		"\t\theader X-User-Role " + bt + "token.sub" + bt + "\n" +
 		"\t\theader X-Auth-Request-Email " + bt + "token.email" + bt + "\n" +
@@ -146,7 +147,7 @@ func TestHeaderSpoofing(t *testing.T) {
 	// (GHSA-f59h-q822-g45g); this server does, so that authgate's own handling
 	// of '_' spellings is what the upstream depends on.
 	allowUnderscores := fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\texpected_underscore_headers x_auth_request_* x_user_role x_user_picture x_trace_id\n\t}\n", portUnderscore)
-	testcaddy.Start(t, globalOptions(allowUnderscores, credentialsProvider(usersFile(t, aliceUser)))+
+	testcaddy.Start(t, globalOptions(allowUnderscores, testsite.CredentialsProvider(testsite.UsersFile(t, aliceUser)))+
 		siteBlock(port, "authgate", up.URL)+
 		siteBlock(portCustom, customHeaders, up.URL)+
 		siteBlock(portUnderscore, customHeaders, up.URL))
@@ -166,22 +167,22 @@ func TestHeaderSpoofing(t *testing.T) {
 		wantSignInRedirect(t, b.navigate(base+"/api", spoofed...), base+"/api")
 		wantSessionRequired(t, b.api(custom+"/api", append(spoofed, "X-User-Role", "admin")...), http.StatusUnauthorized)
 		wantSessionRequired(t, b.api(underscore+"/api", append(spoofed, "x_user_role", "admin")...), http.StatusUnauthorized)
-		if up.count() != 0 {
+		if up.Count() != 0 {
 			t.Fatal("a signed-out request with identity headers reached the upstream")
 		}
 	})
 
 	b := newBrowser(t)
-	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.password), base+"/")
+	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.Password), base+"/")
 
 	t.Run("default headers", func(t *testing.T) {
 		b := b.in(t)
 		wantStatus(t, b.api(base+"/api", spoofed...), http.StatusOK)
-		wantAuthHeaders(t, up.last(t), aliceHeaders)
+		wantAuthHeaders(t, up.Last(t), aliceHeaders)
 	})
 
 	// configured checks a site whose header lines replace the defaults.
-	configured := func(t *testing.T, site string, extra ...string) seenRequest {
+	configured := func(t *testing.T, site string, extra ...string) testsite.Request {
 		t.Helper()
 		b := b.in(t)
 		wantStatus(t, b.api(site+"/api", append(append(spoofed,
@@ -191,13 +192,13 @@ func TestHeaderSpoofing(t *testing.T) {
 			"X_USER_PICTURE", "https://evil.test/p.png",
 			"x-user-picture", "https://evil.test/p.png",
 		), extra...)...), http.StatusOK)
-		seen := up.last(t)
+		seen := up.Last(t)
 		wantAuthHeaders(t, seen, map[string]string{"x-auth-request-email": "alice@example.com"})
-		if got := seen.headerValues("X-User-Role"); len(got) != 1 || got[0] != "alice" {
+		if got := seen.HeaderValues("X-User-Role"); len(got) != 1 || got[0] != "alice" {
 			t.Errorf("the upstream saw X-User-Role %q, want [alice]", got)
 		}
 		// token.picture is null for this user: no header, and not the client's.
-		if got := seen.headerValues("X-User-Picture"); len(got) != 0 {
+		if got := seen.HeaderValues("X-User-Picture"); len(got) != 0 {
 			t.Errorf("the upstream saw X-User-Picture %q, want none", got)
 		}
 		return seen
@@ -208,7 +209,7 @@ func TestHeaderSpoofing(t *testing.T) {
 	t.Run("configured headers, underscores allowed", func(t *testing.T) {
 		seen := configured(t, underscore, "x_trace_id", "trace-1")
 		// Control: the server does let allowed underscore headers through.
-		if got := seen.headerValues("x_trace_id"); len(got) != 1 || got[0] != "trace-1" {
+		if got := seen.HeaderValues("x_trace_id"); len(got) != 1 || got[0] != "trace-1" {
 			t.Fatalf("the upstream saw x_trace_id %q: the underscore allow-list is not in effect", got)
 		}
 	})
@@ -220,7 +221,7 @@ func TestHeaderSpoofing(t *testing.T) {
 func TestSessionCookieAttacks(t *testing.T) {
 	base, up, _ := credentialsSite(t, "authgate", "", aliceUser)
 	b := newBrowser(t)
-	r := b.signInCredentials(base, base+"/", "alice", aliceUser.password)
+	r := b.signInCredentials(base, base+"/", "alice", aliceUser.Password)
 	wantLocation(t, r, base+"/")
 	token := b.cookie(base, sessionCookie)
 	parts := strings.Split(token, ".")
@@ -268,7 +269,7 @@ func TestSessionCookieAttacks(t *testing.T) {
 		{"the state cookie's key", forged(testSecret, stateCookie, time.Hour, now)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := up.count()
+			before := up.Count()
 			b := newBrowser(t)
 			b.setCookie(base, sessionCookie, tc.value)
 			r := b.navigate(base + "/app")
@@ -287,7 +288,7 @@ func TestSessionCookieAttacks(t *testing.T) {
 				t.Errorf("/.auth/session = %s, want {}", r.Body)
 			}
 			wantCleared(t, r, sessionCookie)
-			if up.count() != before {
+			if up.Count() != before {
 				t.Error("the upstream received the request")
 			}
 		})
@@ -317,7 +318,7 @@ func TestSessionCookieAttacks(t *testing.T) {
 func TestUpstreamCookies(t *testing.T) {
 	base, up, _ := credentialsSite(t, "authgate", "", aliceUser)
 	b := newBrowser(t)
-	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.password), base+"/")
+	wantLocation(t, b.signInCredentials(base, base+"/", "alice", aliceUser.Password), base+"/")
 
 	// Cookies as applications write them: plain, quoted, and quoted with
 	// octal escapes (Python's http.cookies, e.g. Django's messages cookie).
@@ -329,7 +330,7 @@ func TestUpstreamCookies(t *testing.T) {
 	req.Header.Set("Accept", htmlAccept)
 	req.Header.Set("Cookie", strings.Join(appCookies, "; ")) // the jar adds authgate's after these
 	wantStatus(t, b.do(req), http.StatusOK)
-	seen := up.last(t)
+	seen := up.Last(t)
 	if got := strings.Join(seen.Header.Values("Cookie"), "; "); got != strings.Join(appCookies, "; ") {
 		t.Errorf("the upstream got Cookie %q\nwant %q", got, strings.Join(appCookies, "; "))
 	}

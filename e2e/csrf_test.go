@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 	"github.com/authgate/caddy-authgate/session"
 )
 
@@ -16,11 +17,11 @@ import (
 func TestCSRF(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	// The OIDC provider's issuer is down: a sign-in POST that passes the CSRF
 	// check ends at OAuthSignin, one that does not is a 403 before that.
 	testcaddy.Start(t, globalBlock(oidcProvider("oidc", origin(testcaddy.FreePort(t)))+
-		credentialsProvider(usersFile(t, aliceUser)))+siteBlock(port, "authgate", up.URL))
+		testsite.CredentialsProvider(testsite.UsersFile(t, aliceUser)))+siteBlock(port, "authgate", up.URL))
 
 	victim := newBrowser(t)
 	token := victim.csrfToken(base)
@@ -42,7 +43,7 @@ func TestCSRF(t *testing.T) {
 	// The forms to post, each with a valid token; the cases below break the
 	// token, and the controls after them post the forms as they are.
 	signin := url.Values{"csrfToken": {token}, "callbackUrl": {base + "/app"}}
-	creds := url.Values{"csrfToken": {token}, "callbackUrl": {base + "/app"}, "username": {"alice"}, "password": {aliceUser.password}}
+	creds := url.Values{"csrfToken": {token}, "callbackUrl": {base + "/app"}, "username": {"alice"}, "password": {aliceUser.Password}}
 	endpoints := []struct {
 		name, path string
 		form       url.Values
@@ -112,7 +113,7 @@ func TestCSRF(t *testing.T) {
 		r = victim.post(base+"/.auth/signout", form)
 		refused(t, r)
 		wantStatus(t, victim.navigate(base+"/still-signed-in"), http.StatusOK)
-		wantAuthHeaders(t, up.last(t), aliceHeaders)
+		wantAuthHeaders(t, up.Last(t), aliceHeaders)
 	}
 	// POST /.auth/session (Auth.js's update()) is CSRF-checked too.
 	postJSON := func(body string) response {

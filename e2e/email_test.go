@@ -19,6 +19,7 @@ import (
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
 	"github.com/authgate/caddy-authgate/internal/testmailpit"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // mailFrom is the sender of every email provider in these tests.
@@ -129,7 +130,7 @@ func TestEmailSignIn(t *testing.T) {
 	})
 	port, deadPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
 	base := origin(port)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	mailer := mp.MailerURL("authgate", "mail-password-e2e")
 	caddy := testcaddy.Start(t, globalBlock(
 		"\t\turl "+base+"\n"+
@@ -207,7 +208,7 @@ func TestEmailSignIn(t *testing.T) {
 		if acc, _ := calls[0].Payload["account"].(map[string]any); acc["provider"] != "email" || acc["type"] != "email" {
 			t.Errorf("sign_in payload account = %v, want the email provider", acc)
 		}
-		if up.count() != 0 {
+		if up.Count() != 0 {
 			t.Fatal("the upstream received a request before the link was followed")
 		}
 
@@ -220,9 +221,9 @@ func TestEmailSignIn(t *testing.T) {
 			t.Errorf("session token email = %v, want alice@example.com", claims["email"])
 		}
 		wantStatus(t, b.navigate(target), http.StatusOK)
-		seen := up.last(t)
+		seen := up.Last(t)
 		for k, want := range map[string]string{"X-Auth-Request-Email": "alice@example.com", "X-Auth-Request-User": aliceSub} {
-			if got := seen.headerValues(k); len(got) != 1 || got[0] != want {
+			if got := seen.HeaderValues(k); len(got) != 1 || got[0] != want {
 				t.Errorf("the upstream saw %s = %q, want [%q]", k, got, want)
 			}
 		}
@@ -378,7 +379,7 @@ func TestEmailSignIn(t *testing.T) {
 
 	t.Run("mail server down", func(t *testing.T) {
 		b := newBrowser(t)
-		before := logCount(caddy, `"error_code":"EmailSignin"`)
+		before := caddy.LogCount(`"error_code":"EmailSignin"`)
 		r := b.requestLink(base, "down", "erin@example.com", base+"/app")
 		wantNoSetCookie(t, r, sessionCookie)
 		page := wantErrorPage(t, b, base, r, "EmailSignin", http.StatusBadGateway)
@@ -386,7 +387,7 @@ func TestEmailSignIn(t *testing.T) {
 		if !strings.Contains(pageText(t, page.Body), "The sign-in email could not be sent.") {
 			t.Errorf("the EmailSignin page does not explain it: %s", pageText(t, page.Body))
 		}
-		if logCount(caddy, `"error_code":"EmailSignin"`, fmt.Sprint(deadPort)) <= before {
+		if caddy.LogCount(`"error_code":"EmailSignin"`, fmt.Sprint(deadPort)) <= before {
 			t.Error("no EmailSignin log line names the mail server")
 		}
 		if strings.Contains(caddy.Logs(), "mail-password-e2e") {

@@ -2,26 +2,23 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
 	"github.com/authgate/caddy-authgate/internal/testidp"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 	"github.com/authgate/caddy-authgate/session"
 )
 
@@ -40,93 +37,6 @@ const (
 	// bt is a backtick, for CEL expressions in Caddyfiles written as Go raw strings.
 	bt = "`"
 )
-
-// ---- the upstream ----
-
-// upstream is the guarded application: it records each request authgate let
-// through and answers 200.
-type upstream struct {
-	URL  string
-	mu   sync.Mutex
-	seen []seenRequest
-}
-
-type seenRequest struct {
-	URI    string
-	Header http.Header
-}
-
-func newUpstream(t *testing.T) *upstream {
-	t.Helper()
-	u := &upstream{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.seen = append(u.seen, seenRequest{URI: r.URL.RequestURI(), Header: r.Header.Clone()})
-		u.mu.Unlock()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "upstream: ok")
-	}))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
-}
-
-// count is the number of requests the upstream received so far.
-func (u *upstream) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.seen)
-}
-
-// last returns the latest request the upstream received, failing the test when
-// there is none.
-func (u *upstream) last(t *testing.T) seenRequest {
-	t.Helper()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.seen) == 0 {
-		t.Fatal("the upstream received no request")
-	}
-	return u.seen[len(u.seen)-1]
-}
-
-// cookieNames returns the names of the cookies in a request's Cookie header.
-func (s seenRequest) cookieNames() []string {
-	r := &http.Request{Header: s.Header}
-	var names []string
-	for _, c := range r.Cookies() {
-		names = append(names, c.Name)
-	}
-	return names
-}
-
-// authHeaders returns every header the upstream saw whose name, read as
-// authgate reads identity headers (any case, '_' for '-'), starts with
-// X-Auth-Request-, with the name in that normal form.
-func (s seenRequest) authHeaders() map[string][]string {
-	out := map[string][]string{}
-	for k, v := range s.Header {
-		if n := normalHeader(k); strings.HasPrefix(n, "x-auth-request-") {
-			out[n] = append(out[n], v...)
-		}
-	}
-	return out
-}
-
-// headerValues returns every value of a header in any case and with '_' for '-'.
-func (s seenRequest) headerValues(name string) []string {
-	var out []string
-	for k, v := range s.Header {
-		if normalHeader(k) == normalHeader(name) {
-			out = append(out, v...)
-		}
-	}
-	return out
-}
-
-func normalHeader(k string) string {
-	return strings.ReplaceAll(strings.ToLower(k), "_", "-")
-}
 
 // ---- Caddy ----
 
@@ -151,32 +61,16 @@ func globalOptions(extra, realm string) string {
 	return "{\n\tauto_https off\n\tdefault_bind 127.0.0.1\n" + extra + "\tauthgate {\n\t\tsecret " + testSecret + "\n" + realm + "\n\t}\n}\n"
 }
 
-// logCount is the number of log lines that contain every one of parts.
-func logCount(c *testcaddy.Server, parts ...string) int {
-	n := 0
-	for _, line := range strings.Split(c.Logs(), "\n") {
-		all := line != ""
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // waitForLog waits until a log line contains every one of parts; background work
 // such as OIDC discovery logs asynchronously.
 func waitForLog(t *testing.T, c *testcaddy.Server, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !c.LogContains(parts...) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no Caddy log line contains %q", parts)
+	testsite.Eventually(t, 15*time.Second, fmt.Sprintf("a Caddy log line containing %q", parts), func() error {
+		if !c.LogContains(parts...) {
+			return errors.New("no such line")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // ---- the browser ----
@@ -317,7 +211,7 @@ func wantStatus(t *testing.T, r response, status int) {
 	t.Helper()
 	if r.StatusCode != status {
 		t.Fatalf("%s %s: status %d, want %d; Location %q; body:\n%s",
-			r.Request.Method, r.Request.URL, r.StatusCode, status, r.Header.Get("Location"), excerpt(r.Body))
+			r.Request.Method, r.Request.URL, r.StatusCode, status, r.Header.Get("Location"), testsite.Excerpt(r.Body))
 	}
 }
 
@@ -405,7 +299,7 @@ func wantErrorPage(t *testing.T, b *browser, base string, r response, code strin
 	page := b.navigate(base + "/.auth/error?error=" + code)
 	wantStatus(t, page, status)
 	if !strings.Contains(page.Body, "Error code: "+code) {
-		t.Errorf("error page does not show the code %s:\n%s", code, excerpt(page.Body))
+		t.Errorf("error page does not show the code %s:\n%s", code, testsite.Excerpt(page.Body))
 	}
 	if ct := page.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
 		t.Errorf("error page Content-Type %q", ct)
@@ -423,13 +317,6 @@ func wantNoLeak(t *testing.T, body string, extra ...string) {
 			t.Errorf("page leaks %q: %s", s, text)
 		}
 	}
-}
-
-func excerpt(s string) string {
-	if len(s) > 1500 {
-		return s[:1500] + "…"
-	}
-	return s
 }
 
 // ---- HTML forms ----
@@ -474,7 +361,7 @@ func formFor(t *testing.T, page, action string) form {
 		}
 		actions = append(actions, f.Action)
 	}
-	t.Fatalf("no POST form with action %q (forms: %q) in:\n%s", action, actions, excerpt(page))
+	t.Fatalf("no POST form with action %q (forms: %q) in:\n%s", action, actions, testsite.Excerpt(page))
 	return form{}
 }
 
@@ -552,70 +439,12 @@ func (b *browser) startOIDC(base, provider, callbackURL string) *url.URL {
 	return wantRedirect(b.t, b.post(base+f.Action, f.Values))
 }
 
-// authorize visits the provider's authorization URL, signs in as account when
-// the provider asks (login and consent forms), and returns the URL the provider
-// sends the browser back to: authgate's callback with code and state.
-func (b *browser) authorize(authURL *url.URL, account string) *url.URL {
-	b.t.Helper()
-	idpHost := authURL.Host
-	// Follows redirects while they stay at the provider, as a browser would, and
-	// stops at the one that leaves it.
-	idp := &http.Client{Jar: b.jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != idpHost || len(via) > 10 {
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
-	resp, err := idp.Get(authURL.String())
-	if err != nil {
-		b.t.Fatalf("GET %s: %v", authURL, err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		resp = testidp.Login(b.t, idp, resp, account)
-	}
-	resp.Body.Close()
-	loc, err := resp.Location()
-	if err != nil || loc.Host == idpHost {
-		b.t.Fatalf("the provider did not send the browser back: %s at %s (Location %q)", resp.Status, resp.Request.URL, resp.Header.Get("Location"))
-	}
-	return loc
-}
-
 // signInOIDC signs in with an OAuth provider as account, from the sign-in page to
 // authgate's callback, and returns the callback's answer.
 func (b *browser) signInOIDC(base, provider, callbackURL, account string) response {
 	b.t.Helper()
-	cb := b.authorize(b.startOIDC(base, provider, callbackURL), account)
+	cb := testidp.Authorize(b.t, b.jar, b.startOIDC(base, provider, callbackURL), account)
 	return b.navigate(cb.String())
-}
-
-// ---- credentials users ----
-
-type user struct {
-	login, password, name, email string
-}
-
-// usersFile writes a credentials users file with bcrypt cost 4 hashes.
-func usersFile(t *testing.T, users ...user) string {
-	t.Helper()
-	var b strings.Builder
-	for _, u := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(u.password), 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%s:%s:%s:%s\n", u.login, hash, u.name, u.email)
-	}
-	path := filepath.Join(t.TempDir(), "users.txt")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// credentialsProvider is a realm's credentials provider block.
-func credentialsProvider(path string) string {
-	return "\t\tprovider credentials {\n\t\t\tusers_file " + path + "\n\t\t}\n"
 }
 
 // ---- stored users ----

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // TestHTTPSCookies signs in over https: the cookies are Secure and carry the
@@ -17,7 +18,7 @@ import (
 func TestHTTPSCookies(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	caddy := testcaddy.Start(t, fmt.Sprintf(`{
 	auto_https disable_redirects
 	skip_install_trust
@@ -31,23 +32,19 @@ func TestHTTPSCookies(t *testing.T) {
 	authgate
 	reverse_proxy %s
 }
-`, testSecret, credentialsProvider(usersFile(t, aliceUser)), base, up.URL))
+`, testSecret, testsite.CredentialsProvider(testsite.UsersFile(t, aliceUser)), base, up.URL))
 
 	waitForLog(t, caddy, "certificate obtained successfully", "127.0.0.1")
 	// The certificate may reach the TLS cache a moment after that log line: wait
 	// for a handshake to succeed (a readiness check; nothing is timed).
 	addr := base[len("https://"):]
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testsite.Eventually(t, 10*time.Second, "a TLS handshake with "+addr, func() error {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "127.0.0.1"})
 		if err == nil {
 			conn.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no TLS handshake with %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 
 	b := newBrowser(t)
 	// Caddy's internal CA is not trusted by the test process.
@@ -66,7 +63,7 @@ func TestHTTPSCookies(t *testing.T) {
 
 	f := formFor(t, page.Body, "/.auth/callback/credentials")
 	f.Values.Set("username", "alice")
-	f.Values.Set("password", aliceUser.password)
+	f.Values.Set("password", aliceUser.Password)
 	r := b.post(base+f.Action, f.Values)
 	wantLocation(t, r, base+"/app")
 	sc := setCookie(r, secureSession)
@@ -81,7 +78,7 @@ func TestHTTPSCookies(t *testing.T) {
 	}
 
 	wantStatus(t, b.navigate(base+"/app"), http.StatusOK)
-	seen := up.last(t)
+	seen := up.Last(t)
 	wantAuthHeaders(t, seen, aliceHeaders)
 	if c := seen.Header.Get("Cookie"); strings.Contains(c, "authgate.") {
 		t.Errorf("the upstream received authgate's cookies: %q", c)

@@ -18,7 +18,7 @@ func TestAuthJSInterop(t *testing.T) {
 
 	t.Run("authgate to Auth.js", func(t *testing.T) {
 		b := newBrowser(t)
-		r := b.signInCredentials(base, base+"/", "alice", aliceUser.password)
+		r := b.signInCredentials(base, base+"/", "alice", aliceUser.Password)
 		wantLocation(t, r, base+"/")
 		c := setCookie(r, name)
 		if c == nil {
@@ -60,10 +60,10 @@ func TestAuthJSInterop(t *testing.T) {
 		b := newBrowser(t)
 		b.setCookie(base, name, token)
 		wantStatus(t, b.navigate(base+"/from-nextjs"), http.StatusOK)
-		wantAuthHeaders(t, up.last(t), map[string]string{
+		wantAuthHeaders(t, up.Last(t), map[string]string{
 			"x-auth-request-user": "nextjs-user", "x-auth-request-email": "next@example.com", "x-auth-request-name": "Next User",
 		})
-		wantNoAuthCookies(t, up.last(t), name)
+		wantNoAuthCookies(t, up.Last(t), name)
 		r := b.api(base + "/.auth/session")
 		var sess struct{ User map[string]any }
 		if err := json.Unmarshal([]byte(r.Body), &sess); err != nil || sess.User["name"] != "Next User" ||
@@ -76,13 +76,13 @@ func TestAuthJSInterop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := up.count()
+		before := up.Count()
 		b = newBrowser(t)
 		b.setCookie(base, name, other)
 		r = b.navigate(base + "/from-nextjs")
 		wantSignInRedirect(t, r, base+"/from-nextjs")
 		wantCleared(t, r, name)
-		if up.count() != before {
+		if up.Count() != before {
 			t.Error("a token for another cookie name reached the upstream")
 		}
 	})

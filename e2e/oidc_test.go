@@ -16,6 +16,7 @@ import (
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
 	"github.com/authgate/caddy-authgate/internal/testidp"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 	"github.com/authgate/caddy-authgate/session"
 )
 
@@ -55,7 +56,7 @@ func TestOIDCSignInFlow(t *testing.T) {
 	port, port401 := testcaddy.FreePort(t), testcaddy.FreePort(t)
 	base, base401 := origin(port), origin(port401)
 	idp := startIDP(t, base, "oidc")
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer)+
 		"\t\tcallbacks {\n\t\t\tjwt {\n\t\t\t\tset provider_sub `account.provider_account_id`\n\t\t\t}\n\t\t}\n")+
 		siteBlock(port, "authgate", up.URL)+
@@ -78,7 +79,7 @@ func TestOIDCSignInFlow(t *testing.T) {
 	if s := b.api(base + "/.auth/session"); s.StatusCode != http.StatusOK || strings.TrimSpace(s.Body) != "{}" {
 		t.Errorf("signed-out /.auth/session: %d %q, want 200 {}", s.StatusCode, s.Body)
 	}
-	if n := up.count(); n != 0 {
+	if n := up.Count(); n != 0 {
 		t.Fatalf("the upstream received %d signed-out requests", n)
 	}
 
@@ -102,7 +103,7 @@ func TestOIDCSignInFlow(t *testing.T) {
 		wantCookieAttrs(t, c, 0)
 	}
 	if !strings.Contains(pageText(t, page.Body), "Sign in with OpenID Connect") {
-		t.Errorf("sign-in page has no button for the provider:\n%s", excerpt(page.Body))
+		t.Errorf("sign-in page has no button for the provider:\n%s", testsite.Excerpt(page.Body))
 	}
 
 	// Posting the form redirects to the provider's authorization endpoint with
@@ -137,7 +138,7 @@ func TestOIDCSignInFlow(t *testing.T) {
 
 	// The provider signs alice in and sends her back to the callback, which sets
 	// the session cookie and returns to where she was going.
-	cb := b.authorize(auth, "alice")
+	cb := testidp.Authorize(b.t, b.jar, auth, "alice")
 	if got := cb.Scheme + "://" + cb.Host + cb.Path; got != base+"/.auth/callback/oidc" || cb.Query().Get("state") != q.Get("state") {
 		t.Fatalf("the provider sent the browser to %s, want the callback with state %s", cb, q.Get("state"))
 	}
@@ -230,10 +231,10 @@ func TestOIDCSignInFlow(t *testing.T) {
 	if v := b.cookie(base, sessionCookie); v != "" {
 		t.Errorf("the browser still holds a session cookie after signing out")
 	}
-	seenBefore := up.count()
+	seenBefore := up.Count()
 	wantSignInRedirect(t, b.navigate(target), target)
 	wantSessionRequired(t, b.api(target), http.StatusUnauthorized)
-	if up.count() != seenBefore {
+	if up.Count() != seenBefore {
 		t.Error("the upstream received a request after sign-out")
 	}
 
@@ -261,9 +262,9 @@ var aliceHeaders = map[string]string{
 
 // wantNoAuthCookies checks that the upstream received no cookie whose name
 // starts with one of prefixes.
-func wantNoAuthCookies(t *testing.T, seen seenRequest, prefixes ...string) {
+func wantNoAuthCookies(t *testing.T, seen testsite.Request, prefixes ...string) {
 	t.Helper()
-	for _, name := range seen.cookieNames() {
+	for _, name := range seen.CookieNames() {
 		for _, p := range prefixes {
 			if strings.HasPrefix(name, p) {
 				t.Errorf("the upstream received the cookie %s (Cookie: %q)", name, seen.Header.Get("Cookie"))
@@ -274,9 +275,9 @@ func wantNoAuthCookies(t *testing.T, seen seenRequest, prefixes ...string) {
 
 // wantUpstream checks the upstream's latest request: its URI and its
 // X-Auth-Request-* headers (see wantAuthHeaders).
-func wantUpstream(t *testing.T, up *upstream, uri string, headers map[string]string) seenRequest {
+func wantUpstream(t *testing.T, up *testsite.Upstream, uri string, headers map[string]string) testsite.Request {
 	t.Helper()
-	seen := up.last(t)
+	seen := up.Last(t)
 	if seen.URI != uri {
 		t.Errorf("the upstream got %s, want %s", seen.URI, uri)
 	}
@@ -286,9 +287,9 @@ func wantUpstream(t *testing.T, up *upstream, uri string, headers map[string]str
 
 // wantAuthHeaders checks that the upstream saw exactly these X-Auth-Request-*
 // headers (names in lower case), each once.
-func wantAuthHeaders(t *testing.T, seen seenRequest, want map[string]string) {
+func wantAuthHeaders(t *testing.T, seen testsite.Request, want map[string]string) {
 	t.Helper()
-	got := seen.authHeaders()
+	got := seen.AuthHeaders()
 	if len(got) != len(want) {
 		t.Errorf("the upstream saw X-Auth-Request-* headers %v, want %v", got, want)
 	}
@@ -306,7 +307,7 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := startIDP(t, base, "oidc", "other")
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	caddy := testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer)+oidcProvider("other", idp.Issuer))+
 		siteBlock(port, "authgate", up.URL))
 	stateCodec := codec(t, testSecret, stateCookie)
@@ -315,7 +316,7 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 	// A successful sign-in first; its callback is replayed below.
 	auth := b.startOIDC(base, "oidc", base+"/first")
 	firstState := b.cookie(base, stateCookie)
-	firstCallback := b.authorize(auth, "alice")
+	firstCallback := testidp.Authorize(b.t, b.jar, auth, "alice")
 	r := b.navigate(firstCallback.String())
 	wantLocation(t, r, base+"/first")
 	aliceSub := wantStoredUserID(t, sessionClaims(t, r))
@@ -331,7 +332,7 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 		wantNoLeak(t, page.Body, reason)
 		wantNoSetCookie(t, r, sessionCookie)
 		wantCleared(t, r, stateCookie)
-		if logCount(caddy, `"error_code":"OAuthCallback"`, reason) <= before {
+		if caddy.LogCount(`"error_code":"OAuthCallback"`, reason) <= before {
 			t.Errorf("no new OAuthCallback log line says %q", reason)
 		}
 		if b.cookie(base, sessionCookie) != "" {
@@ -343,7 +344,7 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 	// sends the browser back to, with a fresh code.
 	attempt := func(b *browser, provider string) *url.URL {
 		b.t.Helper()
-		return b.authorize(b.startOIDC(base, provider, base+"/app"), "alice")
+		return testidp.Authorize(b.t, b.jar, b.startOIDC(base, provider, base+"/app"), "alice")
 	}
 	// resealWith replaces the browser's state cookie with its claims changed by
 	// edit (if not nil) and sealed by c at time at.
@@ -375,7 +376,7 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 		v.RawQuery = q.Encode()
 		return v.String()
 	}
-	count := func(reason string) int { return logCount(caddy, `"error_code":"OAuthCallback"`, reason) }
+	count := func(reason string) int { return caddy.LogCount(`"error_code":"OAuthCallback"`, reason) }
 
 	t.Run("state issued for another provider", func(t *testing.T) {
 		b := b.in(t)
@@ -510,7 +511,7 @@ func TestOIDCCallbackAttacks(t *testing.T) {
 		t.Errorf("session token sub = %s, want %s as at the first sign-in", sub, aliceSub)
 	}
 	wantStatus(t, b.navigate(base+"/after"), http.StatusOK)
-	wantAuthHeaders(t, up.last(t), identityHeaders(aliceSub, "alice@example.com", "Alice Example"))
+	wantAuthHeaders(t, up.Last(t), identityHeaders(aliceSub, "alice@example.com", "Alice Example"))
 }
 
 // flip changes the character at i of a base64url string to another base64url
@@ -536,7 +537,7 @@ func TestIdentityProviderDown(t *testing.T) {
 			http.Error(w, "broken-idp-internal-detail", http.StatusInternalServerError)
 		}))
 		defer broken.Close()
-		up := newUpstream(t)
+		up := testsite.NewUpstream(t, testsite.OK)
 		caddy := testcaddy.Start(t, globalBlock(oidcProvider("oidc", dead)+oidcProvider("broken", broken.URL))+
 			siteBlock(port, "authgate", up.URL))
 
@@ -551,7 +552,7 @@ func TestIdentityProviderDown(t *testing.T) {
 				t.Errorf("a failed sign-in start set the state cookie")
 			}
 			if !strings.Contains(pageText(t, page.Body), "Could not start signing in") {
-				t.Errorf("error page does not explain OAuthSignin:\n%s", excerpt(page.Body))
+				t.Errorf("error page does not explain OAuthSignin:\n%s", testsite.Excerpt(page.Body))
 			}
 		}
 		waitForLog(t, caddy, "OpenID Connect discovery failed", dead)
@@ -559,7 +560,7 @@ func TestIdentityProviderDown(t *testing.T) {
 		if !caddy.LogContains(`"error_code":"OAuthSignin"`, "discovery") {
 			t.Error("the OAuthSignin log line does not say discovery failed")
 		}
-		if up.count() != 0 {
+		if up.Count() != 0 {
 			t.Error("the upstream received a request")
 		}
 	})
@@ -568,20 +569,20 @@ func TestIdentityProviderDown(t *testing.T) {
 		port := testcaddy.FreePort(t)
 		base := origin(port)
 		idp := startIDP(t, base, "oidc")
-		up := newUpstream(t)
+		up := testsite.NewUpstream(t, testsite.OK)
 		caddy := testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer))+siteBlock(port, "authgate", up.URL))
 		waitForLog(t, caddy, "OpenID Connect discovery succeeded")
 
 		// alice is at the provider when it goes down: her code cannot be redeemed.
 		b := newBrowser(t)
-		cb := b.authorize(b.startOIDC(base, "oidc", base+"/app"), "alice")
+		cb := testidp.Authorize(b.t, b.jar, b.startOIDC(base, "oidc", base+"/app"), "alice")
 		idp.Stop()
-		before := logCount(caddy, `"error_code":"OAuthCallback"`, "exchanging the code")
+		before := caddy.LogCount(`"error_code":"OAuthCallback"`, "exchanging the code")
 		r := b.navigate(cb.String())
 		page := wantErrorPage(t, b, base, r, "OAuthCallback", http.StatusBadRequest)
 		wantNoLeak(t, page.Body, idp.Issuer)
 		wantNoSetCookie(t, r, sessionCookie)
-		if logCount(caddy, `"error_code":"OAuthCallback"`, "exchanging the code") <= before {
+		if caddy.LogCount(`"error_code":"OAuthCallback"`, "exchanging the code") <= before {
 			t.Error("no log line says the code exchange failed")
 		}
 
@@ -593,7 +594,7 @@ func TestIdentityProviderDown(t *testing.T) {
 			t.Errorf("sign-in redirected to %s, want the provider", auth)
 		}
 		wantSignInRedirect(t, b.navigate(base+"/app"), base+"/app")
-		if up.count() != 0 {
+		if up.Count() != 0 {
 			t.Error("the upstream received a request")
 		}
 	})

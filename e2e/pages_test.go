@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // TestPages checks the HTML endpoints' statuses, their protection against
@@ -30,7 +32,7 @@ func TestPages(t *testing.T) {
 		r := b.navigate(base + "/.auth/error?error=" + url.QueryEscape(xss))
 		wantStatus(t, r, http.StatusBadRequest)
 		if strings.Contains(r.Body, "<script>") || strings.Contains(pageText(t, r.Body), "alert(1)") {
-			t.Errorf("the error page reflects the error parameter:\n%s", excerpt(r.Body))
+			t.Errorf("the error page reflects the error parameter:\n%s", testsite.Excerpt(r.Body))
 		}
 	})
 
@@ -39,7 +41,7 @@ func TestPages(t *testing.T) {
 		r := b.navigate(base + "/.auth/signin?error=" + url.QueryEscape(xss) + "&callbackUrl=" + url.QueryEscape("/"+xss))
 		wantStatus(t, r, http.StatusOK)
 		if strings.Contains(r.Body, "<script>") {
-			t.Errorf("the sign-in page reflects a parameter unescaped:\n%s", excerpt(r.Body))
+			t.Errorf("the sign-in page reflects a parameter unescaped:\n%s", testsite.Excerpt(r.Body))
 		}
 		for k, want := range map[string]string{
 			"Content-Type":           "text/html; charset=utf-8",
@@ -66,7 +68,7 @@ func TestPages(t *testing.T) {
 		// Near misses of the base path are guarded routes, not endpoints.
 		wantSignInRedirect(t, b.navigate(base+"/.authx"), base+"/.authx")
 		wantSignInRedirect(t, b.navigate(base+"/.auth"), base+"/.auth")
-		if up.count() != 0 {
+		if up.Count() != 0 {
 			t.Error("the upstream received a request")
 		}
 	})
@@ -95,7 +97,7 @@ func TestSessionRenewal(t *testing.T) {
 	if r.Body != "upstream: ok" {
 		t.Errorf("body %q, want the upstream's", r.Body)
 	}
-	wantAuthHeaders(t, up.last(t), aliceHeaders)
+	wantAuthHeaders(t, up.Last(t), aliceHeaders)
 	sc := setCookie(r, sessionCookie)
 	if sc == nil {
 		t.Fatalf("a 25-hour-old session was not renewed: %v", r.Header.Values("Set-Cookie"))

@@ -70,7 +70,7 @@ func TestOpenRedirects(t *testing.T) {
 	for _, target := range targets {
 		if !strings.Contains(target, "%") {
 			r := b.post(base+"/.auth/callback/credentials", url.Values{"csrfToken": {token}, "callbackUrl": {target},
-				"username": {"alice"}, "password": {aliceUser.password}})
+				"username": {"alice"}, "password": {aliceUser.Password}})
 			if loc := r.Header.Get("Location"); r.StatusCode != http.StatusFound || !home(loc) {
 				report("credentials sign-in with callbackUrl %q: %d to %q, want 302 to %s/", target, r.StatusCode, loc, base)
 			}
@@ -86,6 +86,6 @@ func TestOpenRedirects(t *testing.T) {
 	r = b.post(base+"/.auth/signout", url.Values{"csrfToken": {token}, "callbackUrl": {"/dashboard"}})
 	wantLocation(t, r, base+"/dashboard")
 	r = b.post(base+"/.auth/callback/credentials", url.Values{"csrfToken": {token}, "callbackUrl": {"/dashboard"},
-		"username": {"alice"}, "password": {aliceUser.password}})
+		"username": {"alice"}, "password": {aliceUser.Password}})
 	wantLocation(t, r, base+"/dashboard")
 }

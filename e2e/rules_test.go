@@ -12,6 +12,7 @@ import (
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
 	"github.com/authgate/caddy-authgate/internal/testidp"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // ruleAccounts are the identity provider's accounts for the rules tests: users
@@ -91,7 +92,7 @@ func TestRulesSignIn(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := startRulesIDP(t, base)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	caddy := testcaddy.Start(t, globalBlock(oidcProvider("sso", idp.Issuer)+ticks(`
 		callbacks {
 			sign_in {
@@ -122,8 +123,8 @@ func TestRulesSignIn(t *testing.T) {
 
 	denied := func(t *testing.T, account string) {
 		t.Helper()
-		before := up.count()
-		logged := logCount(caddy, `"error_code":"AccessDenied"`)
+		before := up.Count()
+		logged := caddy.LogCount(`"error_code":"AccessDenied"`)
 		b, r := signInAs(t, base, base+"/app", account)
 		wantNoSetCookie(t, r, sessionCookie)
 		page := wantErrorPage(t, b, base, r, "AccessDenied", http.StatusForbidden)
@@ -139,10 +140,10 @@ func TestRulesSignIn(t *testing.T) {
 		if s := b.api(base + "/.auth/session"); strings.TrimSpace(s.Body) != "{}" {
 			t.Errorf("/.auth/session after a denied sign-in: %q, want {}", s.Body)
 		}
-		if up.count() != before {
+		if up.Count() != before {
 			t.Error("the upstream received a request from a denied user")
 		}
-		if logCount(caddy, `"error_code":"AccessDenied"`) <= logged {
+		if caddy.LogCount(`"error_code":"AccessDenied"`) <= logged {
 			t.Error("the denied sign-in is not logged with AccessDenied")
 		}
 	}
@@ -182,7 +183,7 @@ func TestRulesJWTAndSession(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := startRulesIDP(t, base)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	testcaddy.Start(t, globalBlock(oidcProvider("sso", idp.Issuer)+ticks(`
 		callbacks {
 			jwt {
@@ -271,7 +272,7 @@ func TestRulesJWTAndSession(t *testing.T) {
 			})
 			// Placeholders: in reverse_proxy's header_up ...
 			for k, v := range map[string]string{"X-Session-Role": tc.role, "X-Session-Department": tc.department} {
-				if got := seen.headerValues(k); !slices.Equal(got, []string{v}) {
+				if got := seen.HeaderValues(k); !slices.Equal(got, []string{v}) {
 					t.Errorf("header_up %s: the upstream saw %q, want [%q]", k, got, v)
 				}
 			}
@@ -290,10 +291,10 @@ func TestRulesJWTAndSession(t *testing.T) {
 
 	t.Run("signed out", func(t *testing.T) {
 		b := newBrowser(t)
-		before := up.count()
+		before := up.Count()
 		wantSignInRedirect(t, b.navigate(base+"/whoami"), base+"/whoami")
 		wantSessionRequired(t, b.api(base+"/app", "X-Auth-Request-Role", "admin"), http.StatusUnauthorized)
-		if up.count() != before {
+		if up.Count() != before {
 			t.Error("a signed-out request reached the upstream")
 		}
 	})
@@ -307,7 +308,7 @@ func TestRulesRequire(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := startRulesIDP(t, base)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	testcaddy.Start(t, globalBlock(oidcProvider("sso", idp.Issuer)+ticks(`
 		callbacks {
 			jwt {
@@ -342,7 +343,7 @@ func TestRulesRequire(t *testing.T) {
 
 	forbidden := func(t *testing.T, b *browser, path string) {
 		t.Helper()
-		before := up.count()
+		before := up.Count()
 		r := b.navigate(base + path)
 		wantStatus(t, r, http.StatusForbidden)
 		if ct := r.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
@@ -363,14 +364,14 @@ func TestRulesRequire(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.Body), &body); err != nil || len(body) != 1 || body["error"] != "AccessDenied" {
 			t.Errorf("403 body %q, want {\"error\":\"AccessDenied\"}", r.Body)
 		}
-		if up.count() != before {
+		if up.Count() != before {
 			t.Errorf("a refused request to %s reached the upstream", path)
 		}
 	}
 	allowed := func(t *testing.T, b *browser, path string) {
 		t.Helper()
 		wantStatus(t, b.navigate(base+path), http.StatusOK)
-		if seen := up.last(t); seen.URI != path {
+		if seen := up.Last(t); seen.URI != path {
 			t.Errorf("the upstream got %s, want %s", seen.URI, path)
 		}
 	}
@@ -440,11 +441,11 @@ func TestSessionUpdate(t *testing.T) {
 	c := codec(t, testSecret, sessionCookie)
 
 	b := newBrowser(t)
-	wantLocation(t, b.signInCredentials(base, base+"/app", "alice", aliceUser.password), base+"/app")
+	wantLocation(t, b.signInCredentials(base, base+"/app", "alice", aliceUser.Password), base+"/app")
 	upstreamRole := func(t *testing.T, want string) {
 		t.Helper()
 		wantStatus(t, b.in(t).navigate(base+"/app"), http.StatusOK)
-		wantAuthHeaders(t, up.last(t), map[string]string{"x-auth-request-user": "alice", "x-auth-request-role": want})
+		wantAuthHeaders(t, up.Last(t), map[string]string{"x-auth-request-user": "alice", "x-auth-request-role": want})
 	}
 	upstreamRole(t, "user")
 	csrf := b.csrfToken(base)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
 	"github.com/authgate/caddy-authgate/internal/testidp"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // These tests sign in through the store (Auth.js's adapter): OAuth/OIDC and
@@ -70,7 +71,7 @@ func TestIsNewUser(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := storeIDP(t, base, "oidc")
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	caddy := testcaddy.Start(t, globalBlock("\t\turl "+base+"\n"+oidcProvider("oidc", idp.Issuer)+emailProvider("", "log")+newUserJWT)+
 		siteBlock(port, "authgate", up.URL))
 
@@ -83,7 +84,7 @@ func TestIsNewUser(t *testing.T) {
 		wantNewUser(t, first, true)
 		sub := wantStoredUserID(t, first)
 		wantStatus(t, b.navigate(base+"/app"), http.StatusOK)
-		wantAuthHeaders(t, up.last(t), identityHeaders(sub, "alice@example.com", "Alice Example"))
+		wantAuthHeaders(t, up.Last(t), identityHeaders(sub, "alice@example.com", "Alice Example"))
 
 		wantLocation(t, b.signOut(base), base+"/")
 		r = b.signInOIDC(base, "oidc", base+"/app", "alice")
@@ -122,7 +123,7 @@ func TestAccountNotLinked(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := storeIDP(t, base, "oidc", "linking")
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	linking := fmt.Sprintf("\t\tprovider oidc linking {\n\t\t\tissuer %s\n\t\t\tclient_id linking-client\n\t\t\tclient_secret linking-client-secret\n\t\t\tscopes openid email profile\n\t\t\tallow_email_linking\n\t\t}\n", idp.Issuer)
 	caddy := testcaddy.Start(t, globalBlock("\t\turl "+base+"\n"+emailProvider("", "log")+oidcProvider("oidc", idp.Issuer)+linking+newUserJWT)+
 		siteBlock(port, "authgate", up.URL))
@@ -136,7 +137,7 @@ func TestAccountNotLinked(t *testing.T) {
 
 	notLinked := func(t *testing.T) {
 		t.Helper()
-		before := logCount(caddy, `"error_code":"OAuthAccountNotLinked"`)
+		before := caddy.LogCount(`"error_code":"OAuthAccountNotLinked"`)
 		r := b.in(t).signInOIDC(base, "oidc", base+"/app", "alice")
 		wantNoSetCookie(t, r, sessionCookie)
 		page := wantErrorPage(t, b.in(t), base, r, "OAuthAccountNotLinked", http.StatusConflict)
@@ -144,7 +145,7 @@ func TestAccountNotLinked(t *testing.T) {
 		if b.cookie(base, sessionCookie) != "" {
 			t.Fatal("the browser has a session cookie after OAuthAccountNotLinked")
 		}
-		if logCount(caddy, `"error_code":"OAuthAccountNotLinked"`) <= before {
+		if caddy.LogCount(`"error_code":"OAuthAccountNotLinked"`) <= before {
 			t.Error("no OAuthAccountNotLinked log line")
 		}
 	}
@@ -166,7 +167,7 @@ func TestAccountNotLinked(t *testing.T) {
 			t.Errorf("linked sign-in: token name %v, want none (the stored user has none)", claims["name"])
 		}
 		wantStatus(t, b.navigate(base+"/app"), http.StatusOK)
-		wantAuthHeaders(t, up.last(t), map[string]string{"x-auth-request-user": sub, "x-auth-request-email": "alice@example.com"})
+		wantAuthHeaders(t, up.Last(t), map[string]string{"x-auth-request-user": sub, "x-auth-request-email": "alice@example.com"})
 		b.dropCookie(base, sessionCookie)
 
 		// Linked now: the next sign-in finds the account.
@@ -202,7 +203,7 @@ func TestAccountNotLinked(t *testing.T) {
 func TestBoltSurvivesRestart(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	db := filepath.Join(t.TempDir(), "authgate.db")
 	caddyfile := globalBlock("\t\turl "+base+"\n"+emailProvider("", "log")+"\t\tstore bolt "+db+"\n"+newUserJWT) + siteBlock(port, "authgate", up.URL)
 	caddy := testcaddy.Start(t, caddyfile)
@@ -234,7 +235,7 @@ func TestBoltSurvivesRestart(t *testing.T) {
 		t.Errorf("after the restart: sub %s, want %s as before", got, sub)
 	}
 	wantStatus(t, b.navigate(base+"/later"), http.StatusOK)
-	if got := up.last(t).headerValues("X-Auth-Request-User"); len(got) != 1 || got[0] != sub {
+	if got := up.Last(t).HeaderValues("X-Auth-Request-User"); len(got) != 1 || got[0] != sub {
 		t.Errorf("the upstream saw X-Auth-Request-User %q, want [%q]", got, sub)
 	}
 	// Used once, before or after a restart.
@@ -252,7 +253,7 @@ func TestSignInSeesStoredUser(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
 	idp := storeIDP(t, base, "oidc")
-	up := newUpstream(t)
+	up := testsite.NewUpstream(t, testsite.OK)
 	rules := "\t\tcallbacks {\n\t\t\tsign_in {\n\t\t\t\tredirect /known `user.id.matches(\"^[0-9a-f]{8}-[0-9a-f]{4}-\")`\n\t\t\t}\n\t\t}\n"
 	testcaddy.Start(t, globalBlock(oidcProvider("oidc", idp.Issuer)+rules)+siteBlock(port, "authgate", up.URL))
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/internal/testcaddy"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // hookSecret is the webhooks' shared secret.
@@ -113,8 +114,8 @@ func (h *hookServer) callsFor(path, id string) []hookCall {
 }
 
 // hookUser is a credentials user whose login tells the webhook what to answer.
-func hookUser(login string) user {
-	return user{login, login + "-password-e2e", "User " + login, login + "@example.com"}
+func hookUser(login string) testsite.User {
+	return testsite.User{Login: login, Password: login + "-password-e2e", Name: "User " + login, Email: login + "@example.com"}
 }
 
 // TestWebhooks signs users in through a realm whose sign_in and jwt callbacks
@@ -173,12 +174,12 @@ func TestWebhooks(t *testing.T) {
 	base := origin(port)
 	idp := startRulesIDP(t, base)
 	logins := []string{"allowed", "denied", "redirected", "offsite", "undecided", "slow", "garbage", "failing", "notbool", "hooked"}
-	var users []user
+	var users []testsite.User
 	for _, l := range logins {
 		users = append(users, hookUser(l))
 	}
-	up := newUpstream(t)
-	caddy := testcaddy.Start(t, globalBlock(credentialsProvider(usersFile(t, users...))+oidcProvider("sso", idp.Issuer)+
+	up := testsite.NewUpstream(t, testsite.OK)
+	caddy := testcaddy.Start(t, globalBlock(testsite.CredentialsProvider(testsite.UsersFile(t, users...))+oidcProvider("sso", idp.Issuer)+
 		fmt.Sprintf(`
 		callbacks {
 			sign_in {
@@ -214,7 +215,7 @@ func TestWebhooks(t *testing.T) {
 	signIn := func(t *testing.T, login string) (*browser, response) {
 		t.Helper()
 		b := newBrowser(t)
-		r := b.signInCredentials(base, base+"/app", login, hookUser(login).password)
+		r := b.signInCredentials(base, base+"/app", login, hookUser(login).Password)
 		if n := len(hook.callsFor("/sign-in", login)); n == 0 {
 			t.Errorf("the sign_in webhook was not called for %s", login)
 		}
@@ -312,12 +313,12 @@ func TestWebhooks(t *testing.T) {
 
 	denied := func(t *testing.T, login string) {
 		t.Helper()
-		before := up.count()
+		before := up.Count()
 		b, r := signIn(t, login)
 		page := wantErrorPage(t, b, base, r, "AccessDenied", http.StatusForbidden)
 		wantNoLeak(t, page.Body, hook.URL)
 		notSignedIn(t, b, r)
-		if up.count() != before {
+		if up.Count() != before {
 			t.Error("the upstream received a request")
 		}
 	}
@@ -353,12 +354,12 @@ func TestWebhooks(t *testing.T) {
 	} {
 		t.Run("fails closed: "+tc.login, func(t *testing.T) {
 			parts := append([]string{`"error_code":"Configuration"`, `"error":"Caddyfile:`}, tc.logged...)
-			before := logCount(caddy, parts...)
+			before := caddy.LogCount(parts...)
 			b, r := signIn(t, tc.login)
 			page := wantErrorPage(t, b, base, r, "Configuration", http.StatusInternalServerError)
 			wantNoLeak(t, page.Body, hook.URL, "webhook", "deadline", "timed out", "status 500", "JSON", "boolean", hookSecret)
 			notSignedIn(t, b, r)
-			if logCount(caddy, parts...) <= before {
+			if caddy.LogCount(parts...) <= before {
 				t.Errorf("no log line has all of %q", parts)
 			}
 		})

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/authgate/caddy-authgate/internal/httpjson"
 )
 
 // authorizeEndpoint checks credentials with an HTTP service of the operator's.
@@ -52,28 +53,16 @@ func (ep *authorizeEndpoint) authorize(ctx context.Context, fields map[string]st
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "authgate")
-	resp, err := ep.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("authorize endpoint: %w", err)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("authorize endpoint: reading the answer: %w", err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, ErrCredentials
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return nil, fmt.Errorf("authorize endpoint: status %d", resp.StatusCode)
-	case len(answer) > maxResponse:
-		return nil, errors.New("authorize endpoint: answer too large")
-	}
 	var u map[string]any
-	if err := json.Unmarshal(answer, &u); err != nil || u == nil {
+	status, err := httpjson.Do(ep.client, req, maxResponse, &u)
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return nil, ErrCredentials
+	case errors.Is(err, httpjson.ErrDecode) || err == nil && u == nil:
 		return nil, errors.New("authorize endpoint: the answer is not a JSON user object")
+	case err != nil:
+		return nil, fmt.Errorf("authorize endpoint: %w", err)
 	}
 	id := idString(u["id"])
 	if id == "" {

@@ -101,6 +101,11 @@ func (f *fakeOAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, f.token)
 }
 
+// withCode is an authorization response carrying code and nothing else.
+func withCode(code string) url.Values {
+	return url.Values{"code": {code}}
+}
+
 // hits counts the requests made to path.
 func (f *fakeOAuth) hits(path string) int {
 	f.mu.Lock()

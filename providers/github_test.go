@@ -62,13 +62,13 @@ func TestGitHubAuthCodeURL(t *testing.T) {
 	}
 }
 
-func TestGitHubExchange(t *testing.T) {
+func TestGitHubCallback(t *testing.T) {
 	f, p := newGitHubFake(t)
 	f.token["refresh_token"] = "the-refresh-token"
 	f.token["expires_in"] = 28800
 	f.token["scope"] = "read:user,user:email"
 	before := time.Now().Unix()
-	id, err := p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, "")
+	id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestGitHubExchange(t *testing.T) {
 
 func TestGitHubTokenWithoutExpiryOrRefresh(t *testing.T) {
 	f, p := newGitHubFake(t)
-	id, err := p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, "")
+	id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestGitHubUserAndEmail(t *testing.T) {
 			f, p := newGitHubFake(t)
 			f.api["/api/user"] = answer(http.StatusOK, tc.user)
 			f.api["/api/user/emails"] = answer(http.StatusOK, tc.emails)
-			id, err := p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, "")
+			id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +167,7 @@ func TestGitHubOrgs(t *testing.T) {
 	if q := parseAuthURL(t, raw, f.URL+"/login/oauth/authorize", f.verifier); q.Get("scope") != "read:user user:email read:org" {
 		t.Errorf("scope = %q", q.Get("scope"))
 	}
-	id, err := p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, "")
+	id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestGitHubOrgs(t *testing.T) {
 
 	// No organizations is an empty list, so `"acme" in profile.orgs` is false, not an error.
 	f.api["/api/user/orgs"] = answer(http.StatusOK, `[]`)
-	id, err = p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, "")
+	id, err = p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,21 +232,21 @@ func TestGitHubHostileResponses(t *testing.T) {
 			f, p := newGitHubFake(t, "read:user", "user:email", "read:org")
 			verifier := f.verifier
 			tc.setup(f)
-			id, err := p.Exchange(t.Context(), testRedirectURL, testCode, verifier, "")
+			id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), verifier, "")
 			if err == nil {
-				t.Fatalf("Exchange succeeded with %+v, want an error", id)
+				t.Fatalf("Callback succeeded with %+v, want an error", id)
 			}
 		})
 	}
 }
 
-func TestGitHubExchangeNeedsCodeAndVerifier(t *testing.T) {
+func TestGitHubCallbackNeedsCodeAndVerifier(t *testing.T) {
 	f, p := newGitHubFake(t)
-	if _, err := p.Exchange(t.Context(), testRedirectURL, "", f.verifier, ""); err == nil {
-		t.Error("Exchange with no code succeeded")
+	if _, err := p.Callback(t.Context(), testRedirectURL, withCode(""), f.verifier, ""); err == nil {
+		t.Error("Callback with no code succeeded")
 	}
-	if _, err := p.Exchange(t.Context(), testRedirectURL, testCode, "", ""); err == nil {
-		t.Error("Exchange with no PKCE verifier succeeded")
+	if _, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), "", ""); err == nil {
+		t.Error("Callback with no PKCE verifier succeeded")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
@@ -32,6 +34,40 @@ func (b *oauthBase) Type() string { return b.typ }
 // ctx carries authgate's HTTP client into golang.org/x/oauth2 and go-oidc.
 func (b *oauthBase) ctx(ctx context.Context) context.Context {
 	return oidc.ClientContext(ctx, b.client)
+}
+
+// authorizationResponse checks the parameters of an authorization response
+// (RFC 6749 section 4.1.2) and returns its code. issuer is the provider's issuer
+// identifier, "" when it has none (plain OAuth 2.0); issRequired says that its
+// metadata promises the iss parameter.
+func authorizationResponse(params url.Values, issuer string, issRequired bool) (code string, err error) {
+	// RFC 9207: a response naming another issuer is a mix-up attack, and so is
+	// one without iss from a provider whose metadata promises it. Error responses
+	// carry iss too, so this comes first: the log then names the attack.
+	if issuer != "" {
+		switch iss := params.Get("iss"); {
+		case iss != "" && iss != issuer:
+			return "", errors.New("authorization response from another issuer: " + truncate(iss, 100))
+		case iss == "" && issRequired:
+			return "", errors.New("authorization response without iss, which the provider's metadata promises")
+		}
+	}
+	if e := params.Get("error"); e != "" {
+		return "", errors.New("provider answered with an error: " + truncate(e, 100))
+	}
+	return params.Get("code"), nil
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, and marks the cut:
+// the parameters it shortens come from whoever sent the browser back.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // exchange redeems code with the PKCE verifier. A missing verifier is refused
@@ -106,10 +142,17 @@ type oidcProvider struct {
 	scopes       []string
 	logger       *zap.Logger
 
-	mu       sync.Mutex
+	mu      sync.Mutex
+	disc    *discovery // nil until discovery succeeds
+	lastTry time.Time
+	lastErr error
+}
+
+// discovery is what a successful discovery found; it does not change afterwards.
+type discovery struct {
 	provider *oidc.Provider
-	lastTry  time.Time
-	lastErr  error
+	// verifier checks ID tokens; built once, it shares the provider's cached keys.
+	verifier *oidc.IDTokenVerifier
 	// issRequired: the metadata has authorization_response_iss_parameter_supported.
 	issRequired bool
 }
@@ -163,13 +206,13 @@ func (p *oidcProvider) discoverLoop(ctx context.Context) {
 	}
 }
 
-// discover returns the discovered provider, trying again when the last failure
+// discover returns what discovery found, trying again when the last failure
 // is more than a few seconds old (force skips that wait).
-func (p *oidcProvider) discover(ctx context.Context, force bool) (*oidc.Provider, error) {
+func (p *oidcProvider) discover(ctx context.Context, force bool) (*discovery, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.provider != nil {
-		return p.provider, nil
+	if p.disc != nil {
+		return p.disc, nil
 	}
 	if !force && p.lastErr != nil && time.Since(p.lastTry) < 3*time.Second {
 		return nil, p.lastErr
@@ -186,9 +229,14 @@ func (p *oidcProvider) discover(ctx context.Context, force bool) (*oidc.Provider
 		IssParameter bool `json:"authorization_response_iss_parameter_supported"`
 	}
 	_ = prov.Claims(&meta)
-	p.provider, p.lastErr, p.issRequired = prov, nil, meta.IssParameter
+	p.disc = &discovery{
+		provider:    prov,
+		verifier:    prov.Verifier(&oidc.Config{ClientID: p.clientID}),
+		issRequired: meta.IssParameter,
+	}
+	p.lastErr = nil
 	p.logger.Info("OpenID Connect discovery succeeded")
-	return prov, nil
+	return p.disc, nil
 }
 
 func (p *oidcProvider) config(prov *oidc.Provider, redirectURL string) *oauth2.Config {
@@ -204,41 +252,34 @@ func (p *oidcProvider) config(prov *oidc.Provider, redirectURL string) *oauth2.C
 func (p *oidcProvider) UsesNonce() bool { return true }
 
 func (p *oidcProvider) Refresh(ctx context.Context, refreshToken string) (map[string]any, error) {
-	prov, err := p.discover(ctx, false)
+	d, err := p.discover(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	return p.refresh(ctx, p.config(prov, ""), refreshToken)
-}
-
-// Issuer is the issuer URL, which RFC 9207's `iss` callback parameter must equal.
-func (p *oidcProvider) Issuer() string { return p.issuer }
-
-// IssuerRequired reports whether the provider's metadata promises the `iss`
-// callback parameter, so that RFC 9207 (section 2.4) requires refusing a
-// response without it.
-func (p *oidcProvider) IssuerRequired() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.issRequired
+	return p.refresh(ctx, p.config(d.provider, ""), refreshToken)
 }
 
 func (p *oidcProvider) AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error) {
-	prov, err := p.discover(ctx, false)
+	d, err := p.discover(ctx, false)
 	if err != nil {
 		return "", err
 	}
-	return p.config(prov, redirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)), nil
+	return p.config(d.provider, redirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)), nil
 }
 
-func (p *oidcProvider) Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*Identity, error) {
-	prov, err := p.discover(ctx, false)
+func (p *oidcProvider) Callback(ctx context.Context, redirectURL string, params url.Values, verifier, nonce string) (*Identity, error) {
+	d, err := p.discover(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	code, err := authorizationResponse(params, p.issuer, d.issRequired)
 	if err != nil {
 		return nil, err
 	}
 	if nonce == "" {
 		return nil, errors.New("no nonce")
 	}
+	prov := d.provider
 	tok, err := p.exchange(ctx, p.config(prov, redirectURL), code, verifier)
 	if err != nil {
 		return nil, err
@@ -247,7 +288,7 @@ func (p *oidcProvider) Exchange(ctx context.Context, redirectURL, code, verifier
 	if rawID == "" {
 		return nil, errors.New("token response has no id_token")
 	}
-	idt, err := prov.Verifier(&oidc.Config{ClientID: p.clientID}).Verify(p.ctx(ctx), rawID)
+	idt, err := d.verifier.Verify(p.ctx(ctx), rawID)
 	if err != nil {
 		return nil, fmt.Errorf("verifying the ID token: %w", err)
 	}
@@ -311,7 +352,12 @@ func (p *plainOAuth) AuthCodeURL(_ context.Context, redirectURL, state, verifier
 	return p.config(redirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), nil
 }
 
-func (p *plainOAuth) Exchange(ctx context.Context, redirectURL, code, verifier, _ string) (*Identity, error) {
+func (p *plainOAuth) Callback(ctx context.Context, redirectURL string, params url.Values, verifier, _ string) (*Identity, error) {
+	// No issuer identifier: RFC 9207 does not apply.
+	code, err := authorizationResponse(params, "", false)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := p.exchange(ctx, p.config(redirectURL), code, verifier)
 	if err != nil {
 		return nil, err

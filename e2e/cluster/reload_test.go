@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // TestReloadKeepsSessions reloads a running Caddy through its admin API
@@ -18,7 +20,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 	const newSecret = "cluster-new-secret-9876543210-zyxwvutsrqponmlkjihgfedcba"
 	cfg := func(generation int, secrets string) siteConfig {
 		// The response header tells which configuration answered.
-		return siteConfig{Secrets: secrets, Realm: credentialsProvider(users),
+		return siteConfig{Secrets: secrets, Realm: testsite.CredentialsProvider(users),
 			Extra: fmt.Sprintf("\theader X-Config-Generation %d", generation)}
 	}
 	in := startInstance(t, "A", up, true, cfg(1, testSecret))

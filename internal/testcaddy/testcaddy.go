@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -18,6 +17,7 @@ import (
 
 	_ "github.com/authgate/caddy-authgate" // the module under test
 	"github.com/authgate/caddy-authgate/internal/testenv"
+	"github.com/authgate/caddy-authgate/internal/testsite"
 )
 
 // one Caddy instance per process: tests that start one must not run in parallel.
@@ -124,14 +124,10 @@ func (s *Server) Logs() string {
 
 // LogContains reports whether some log line contains every one of the parts.
 func (s *Server) LogContains(parts ...string) bool {
-	for _, line := range strings.Split(s.Logs(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all && line != "" {
-			return true
-		}
-	}
-	return false
+	return s.LogCount(parts...) > 0
+}
+
+// LogCount is the number of log lines that contain every one of the parts.
+func (s *Server) LogCount(parts ...string) int {
+	return testsite.LogCount(s.Logs(), parts...)
 }

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -186,13 +185,7 @@ func (p *IDP) Stop() {
 		return
 	}
 	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		testenv.Terminate(p.cmd.Process, p.done, 5*time.Second)
 		_ = p.stdin.Close()
 	})
 	<-p.done
@@ -291,6 +284,36 @@ func Login(t testing.TB, client *http.Client, loginPage *http.Response, account 
 			t.Fatalf("testidp.Login: submitting the %s form: %v", f.kind, err)
 		}
 	}
+}
+
+// Authorize plays a browser at the provider: it visits authURL (the
+// authorization URL authgate redirected to) with a client that keeps its
+// cookies in jar and follows redirects while they stay at the provider, signs
+// account in when the provider asks (see Login), and returns the URL the
+// provider sends the browser back to: authgate's callback with code and
+// state, or with an error.
+func Authorize(t testing.TB, jar http.CookieJar, authURL *url.URL, account string) *url.URL {
+	t.Helper()
+	idpHost := authURL.Host
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Host != idpHost || len(via) > 10 {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err := browser.Get(authURL.String())
+	if err != nil {
+		t.Fatalf("GET %s: %v", authURL, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		resp = Login(t, browser, resp, account)
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if err != nil || loc.Host == idpHost {
+		t.Fatalf("the provider did not send the browser back: %s at %s (Location %q)", resp.Status, resp.Request.URL, resp.Header.Get("Location"))
+	}
+	return loc
 }
 
 // provForm is a form of the provider's to submit.

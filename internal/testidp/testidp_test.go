@@ -192,6 +192,36 @@ func TestProviderSignsInThroughForms(t *testing.T) {
 		}
 	})
 
+	t.Run("Authorize", func(t *testing.T) {
+		jar, err := cookiejar.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rpClient := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		start, err := rpClient.Get(r.srv.URL + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start.Body.Close()
+		authURL, err := start.Location()
+		if err != nil {
+			t.Fatalf("/login: %s without a Location: %v", start.Status, err)
+		}
+		cb := testidp.Authorize(t, jar, authURL, "alice")
+		if cb.Host != mustHost(t, r.srv.URL) || cb.Path != "/cb" || cb.Query().Get("code") == "" || cb.Query().Get("state") == "" {
+			t.Fatalf("Authorize returned %s, want the relying party's /cb with code and state", cb)
+		}
+		// The relying party's callback accepts what the provider sent back.
+		resp, err := rpClient.Get(cb.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("the relying party's callback answered %s", resp.Status)
+		}
+	})
+
 	t.Run("stop", func(t *testing.T) {
 		idp.Stop()
 		idp.Stop()

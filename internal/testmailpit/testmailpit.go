@@ -26,7 +26,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -229,13 +228,7 @@ func freePorts() (int, int, error) {
 // calls it with t.Cleanup.
 func (m *Mailpit) Stop() {
 	m.once.Do(func() {
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-m.exited:
-		case <-time.After(5 * time.Second):
-			_ = m.cmd.Process.Kill()
-			<-m.exited
-		}
+		testenv.Terminate(m.cmd.Process, m.exited, 5*time.Second)
 	})
 }
 
