@@ -575,7 +575,7 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 	return c, nil
 }
 
-// ParseHandler parses the `authgate` site directive. Syntax:
+// ParseDirective parses the `authgate` site directive. Syntax:
 //
 //	authgate [<matcher>] [<realm>] {
 //		require <condition>
@@ -583,19 +583,12 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 //		assertion [<header>]
 //		unauthenticated redirect|status <code>
 //	}
-func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	hd, err := parseHandler(h)
-	if err != nil {
-		return nil, err
-	}
-	return hd, nil
-}
-
-// ParseDirective is the `authgate` directive: ParseHandler's handler in a route
-// with the directive's matcher. With a matcher, a second route sends the realm's
-// endpoints (<base_path>/*) to the same handler, grouped with the first so that
-// one of them runs: `authgate @private` then guards what the matcher matches,
-// and sign-in keeps working even where the matcher leaves /.auth/* out.
+//
+// The handler goes in a route with the directive's matcher. With a matcher, a
+// second route sends the realm's endpoints (<base_path>/*) to the same handler,
+// grouped with the first so that one of them runs: `authgate @private` then
+// guards what the matcher matches, and sign-in keeps working even where the
+// matcher leaves /.auth/* out.
 func ParseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
