@@ -18,6 +18,7 @@ import (
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/handlers"
 	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/session"
 )
 
 // ParseGlobal parses the `authgate` global option, which defines a realm. Several
@@ -255,6 +256,36 @@ func oneArg(d *cf.Dispenser, dst *string) error {
 	return nil
 }
 
+// checkedArg reads the line's one argument into dst and checks it with parse,
+// the function provisioning checks it with too; block prefixes parse's error
+// ("cookie same_site …"), as provisioning's.
+func checkedArg[T any](d *cf.Dispenser, dst *string, block string, parse func(string) (T, error)) error {
+	if err := oneArg(d, dst); err != nil {
+		return err
+	}
+	if _, err := parse(*dst); err != nil {
+		return d.Errf("%s %v", block, err)
+	}
+	return nil
+}
+
+// durationArg reads the line's one argument as a positive duration; what names
+// the option in errors ("session max_age").
+func durationArg(d *cf.Dispenser, what string) (caddy.Duration, error) {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("%s %q: %v", what, v, err)
+	}
+	if dur <= 0 {
+		return 0, d.Errf("%s %q: must be positive", what, v)
+	}
+	return caddy.Duration(dur), nil
+}
+
 func parseCookie(d *cf.Dispenser) (*handlers.CookieConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -268,17 +299,9 @@ func parseCookie(d *cf.Dispenser) (*handlers.CookieConfig, error) {
 		case "domain":
 			err = oneArg(d, &c.Domain)
 		case "same_site":
-			if err = oneArg(d, &c.SameSite); err == nil {
-				switch c.SameSite {
-				case "lax", "strict", "none":
-				default:
-					err = d.Errf("same_site %q: want lax, strict or none", c.SameSite)
-				}
-			}
+			err = checkedArg(d, &c.SameSite, "cookie", session.ParseSameSite)
 		case "compat":
-			if err = oneArg(d, &c.Compat); err == nil && c.Compat != "next-auth-v4" {
-				err = d.Errf("compat %q: want next-auth-v4", c.Compat)
-			}
+			err = checkedArg(d, &c.Compat, "cookie", session.ParseCompat)
 		default:
 			err = d.Errf("unrecognized cookie subdirective '%s'", d.Val())
 		}
@@ -295,34 +318,19 @@ func parseSession(d *cf.Dispenser) (*handlers.SessionConfig, error) {
 	}
 	s := &handlers.SessionConfig{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "strategy":
-			if err := oneArg(d, &s.Strategy); err != nil {
-				return nil, err
-			}
-			if s.Strategy != "jwt" && s.Strategy != "database" {
-				return nil, d.Errf("session strategy %q: want jwt or database", s.Strategy)
-			}
-		case "max_age", "update_age":
-			sub := d.Val()
-			var v string
-			if err := oneArg(d, &v); err != nil {
-				return nil, err
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return nil, d.Errf("session %s %q: %v", sub, v, err)
-			}
-			if dur <= 0 {
-				return nil, d.Errf("session %s %q: must be positive", sub, v)
-			}
-			if sub == "max_age" {
-				s.MaxAge = caddy.Duration(dur)
-			} else {
-				s.UpdateAge = caddy.Duration(dur)
-			}
+			err = checkedArg(d, &s.Strategy, "session", session.ParseStrategy)
+		case "max_age":
+			s.MaxAge, err = durationArg(d, "session max_age")
+		case "update_age":
+			s.UpdateAge, err = durationArg(d, "session update_age")
 		default:
-			return nil, d.Errf("unrecognized session subdirective '%s'", d.Val())
+			err = d.Errf("unrecognized session subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
@@ -336,11 +344,7 @@ func parseProvider(d *cf.Dispenser) (providers.Config, error) {
 		return p, d.Errf("provider needs a type: one of %s", strings.Join(providerKinds, ", "))
 	}
 	p.Kind = d.Val()
-	known := false
-	for _, k := range providerKinds {
-		known = known || k == p.Kind
-	}
-	if !known {
+	if !slices.Contains(providerKinds, p.Kind) {
 		return p, d.Errf("unknown provider type %q: want one of %s", p.Kind, strings.Join(providerKinds, ", "))
 	}
 	if d.NextArg() {
@@ -349,71 +353,60 @@ func parseProvider(d *cf.Dispenser) (providers.Config, error) {
 	if d.NextArg() {
 		return p, d.ArgErr()
 	}
+	strs := providerStrings(&p)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "name":
-			err = oneArg(d, &p.Name)
-		case "client_id":
-			err = oneArg(d, &p.ClientID)
-		case "client_secret":
-			err = oneArg(d, &p.ClientSecret)
-		case "issuer":
-			err = oneArg(d, &p.Issuer)
-		case "scopes":
-			p.Scopes = d.RemainingArgs()
-			if len(p.Scopes) == 0 {
-				err = d.ArgErr()
-			}
-		case "auth_url":
-			err = oneArg(d, &p.AuthURL)
-		case "token_url":
-			err = oneArg(d, &p.TokenURL)
-		case "userinfo_url":
-			err = oneArg(d, &p.UserinfoURL)
-		case "api_url":
-			err = oneArg(d, &p.APIURL)
-		case "users_file":
-			err = oneArg(d, &p.UsersFile)
-		case "authorize_url":
-			err = oneArg(d, &p.AuthorizeURL)
-		case "allow_email_linking":
-			if d.NextArg() {
-				err = d.ArgErr()
-			}
-			p.AllowEmailLinking = true
-		case "mailer":
-			err = oneArg(d, &p.Mailer)
-		case "from":
-			err = oneArg(d, &p.From)
-		case "subject":
-			err = oneArg(d, &p.Subject)
-		case "template":
-			err = oneArg(d, &p.Template)
-		case "timeout", "max_age":
-			sub := d.Val()
-			var v string
-			if err = oneArg(d, &v); err != nil {
-				break
-			}
-			dur, perr := caddy.ParseDuration(v)
-			if perr != nil || dur <= 0 {
-				err = d.Errf("provider %s %q: want a positive duration such as 10m", sub, v)
-				break
-			}
-			if sub == "timeout" {
-				p.Timeout = caddy.Duration(dur)
-			} else {
-				p.MaxAge = caddy.Duration(dur)
-			}
-		default:
-			err = d.Errf("unrecognized provider subdirective '%s'", d.Val())
-		}
-		if err != nil {
+		if err := parseProviderOption(d, &p, strs); err != nil {
 			return p, err
 		}
 	}
 	return p, nil
+}
+
+// providerStrings are p's subdirectives that take one string.
+func providerStrings(p *providers.Config) map[string]*string {
+	return map[string]*string{
+		"name":          &p.Name,
+		"client_id":     &p.ClientID,
+		"client_secret": &p.ClientSecret,
+		"issuer":        &p.Issuer,
+		"auth_url":      &p.AuthURL,
+		"token_url":     &p.TokenURL,
+		"userinfo_url":  &p.UserinfoURL,
+		"api_url":       &p.APIURL,
+		"users_file":    &p.UsersFile,
+		"authorize_url": &p.AuthorizeURL,
+		"mailer":        &p.Mailer,
+		"from":          &p.From,
+		"subject":       &p.Subject,
+		"template":      &p.Template,
+	}
+}
+
+// parseProviderOption reads one line of a provider block; strs are p's string
+// options (providerStrings).
+func parseProviderOption(d *cf.Dispenser, p *providers.Config, strs map[string]*string) error {
+	if dst, ok := strs[d.Val()]; ok {
+		return oneArg(d, dst)
+	}
+	var err error
+	switch d.Val() {
+	case "scopes":
+		if p.Scopes = d.RemainingArgs(); len(p.Scopes) == 0 {
+			err = d.ArgErr()
+		}
+	case "allow_email_linking":
+		if d.NextArg() {
+			err = d.ArgErr()
+		}
+		p.AllowEmailLinking = true
+	case "timeout":
+		p.Timeout, err = durationArg(d, "provider timeout")
+	case "max_age":
+		p.MaxAge, err = durationArg(d, "provider max_age")
+	default:
+		err = d.Errf("unrecognized provider subdirective '%s'", d.Val())
+	}
+	return err
 }
 
 func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
@@ -424,13 +417,13 @@ func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var dst *[]callbacks.Rule
 		switch d.Val() {
-		case "sign_in":
+		case callbacks.KindSignIn:
 			dst = &c.SignIn
-		case "redirect":
+		case callbacks.KindRedirect:
 			dst = &c.Redirect
-		case "jwt":
+		case callbacks.KindJWT:
 			dst = &c.JWT
-		case "session":
+		case callbacks.KindSession:
 			dst = &c.Session
 		default:
 			return nil, d.Errf("unrecognized callback '%s': want sign_in, redirect, jwt or session", d.Val())
@@ -450,33 +443,26 @@ func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
 	return c, nil
 }
 
-// ruleActions lists each callback's rule actions with how many arguments they take
-// before the condition; -1 takes every argument up to it (allow_origin's globs).
-// Counting matters: in "set email `profile.email`", email is the claim to set,
-// not a shorthand condition, and the backtick expression is an argument.
-var ruleActions = map[string]map[string]int{
-	"sign_in":  {"allow": 0, "deny": 0, "redirect": 1, "webhook": 1, "default": 1},
-	"redirect": {"allow_origin": -1, "allow": 0, "deny": 0, "rewrite": 1, "webhook": 1},
-	"jwt":      {"set": 2, "unset": 1, "refresh_access_token": 0, "webhook": 1},
-	"session":  {"set": 2, "unset": 1, "webhook": 1},
-}
-
 // parseRule reads one rule line of a callback block: the action and its
-// arguments, then an optional condition.
+// arguments, then an optional condition. callbacks.Actions says how many
+// arguments each action takes: in "set email `profile.email`", email is the
+// claim to set, not a shorthand condition, and the backtick expression is an
+// argument.
 func parseRule(d *cf.Dispenser, callback string) (callbacks.Rule, error) {
 	r := callbacks.Rule{Action: d.Val(), Source: d.File() + ":" + strconv.Itoa(d.Line())}
-	n, ok := ruleActions[callback][r.Action]
+	action, ok := callbacks.LookupAction(callback, r.Action)
 	if !ok {
-		actions := make([]string, 0, len(ruleActions[callback]))
-		for a := range ruleActions[callback] {
-			actions = append(actions, a)
+		var names []string
+		for _, a := range callbacks.Actions(callback) {
+			names = append(names, a.Name)
 		}
-		slices.Sort(actions)
-		return r, d.Errf("unrecognized %s rule '%s': want one of %s", callback, r.Action, strings.Join(actions, ", "))
+		slices.Sort(names)
+		return r, d.Errf("unrecognized %s rule '%s': want one of %s", callback, r.Action, strings.Join(names, ", "))
 	}
+	n := action.Args
 	rest := lineTokens(d)
 	for len(rest) > 0 && n != 0 {
-		if n < 0 && isCondition(rest[0]) {
+		if n == callbacks.AnyArgs && isCondition(rest[0]) {
 			break
 		}
 		r.Args = append(r.Args, rest[0].Text)
@@ -485,7 +471,7 @@ func parseRule(d *cf.Dispenser, callback string) (callbacks.Rule, error) {
 	if n > 0 {
 		return r, d.Errf("%s rule '%s' needs %d more argument(s) before its condition", callback, r.Action, n)
 	}
-	if n < 0 && len(r.Args) == 0 {
+	if n == callbacks.AnyArgs && len(r.Args) == 0 {
 		return r, d.Errf("%s rule '%s' needs at least one argument", callback, r.Action)
 	}
 	if len(rest) > 0 {
@@ -496,7 +482,7 @@ func parseRule(d *cf.Dispenser, callback string) (callbacks.Rule, error) {
 		r.If = cond
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if r.Action != "webhook" {
+		if !action.Block {
 			return r, d.Errf("only webhook rules take a block")
 		}
 		if r.Webhook == nil {
@@ -529,6 +515,9 @@ func parseWebhookOption(d *cf.Dispenser, w *callbacks.WebhookConfig) error {
 		if !d.Args(&name, &value) || d.NextArg() {
 			return d.Errf("webhook header needs a name and a value")
 		}
+		if err := callbacks.CheckHeaderName(name); err != nil {
+			return d.Errf("webhook %v", err)
+		}
 		if w.Headers == nil {
 			w.Headers = map[string]string{}
 		}
@@ -551,8 +540,7 @@ func lineTokens(d *cf.Dispenser) []cf.Token {
 // isCondition reports whether tok starts a condition: a quoted CEL expression or
 // a shorthand keyword.
 func isCondition(tok cf.Token) bool {
-	switch tok.Text {
-	case "email", "domain", "provider", "claim":
+	if callbacks.IsShorthand(tok.Text) {
 		return !tok.Quoted()
 	}
 	return tok.Quoted()
@@ -587,7 +575,7 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 	return c, nil
 }
 
-// ParseHandler parses the `authgate` site directive. Syntax:
+// ParseDirective parses the `authgate` site directive. Syntax:
 //
 //	authgate [<matcher>] [<realm>] {
 //		require <condition>
@@ -595,19 +583,12 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 //		assertion [<header>]
 //		unauthenticated redirect|status <code>
 //	}
-func ParseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	hd, err := parseHandler(h)
-	if err != nil {
-		return nil, err
-	}
-	return hd, nil
-}
-
-// ParseDirective is the `authgate` directive: ParseHandler's handler in a route
-// with the directive's matcher. With a matcher, a second route sends the realm's
-// endpoints (<base_path>/*) to the same handler, grouped with the first so that
-// one of them runs: `authgate @private` then guards what the matcher matches,
-// and sign-in keeps working even where the matcher leaves /.auth/* out.
+//
+// The handler goes in a route with the directive's matcher. With a matcher, a
+// second route sends the realm's endpoints (<base_path>/*) to the same handler,
+// grouped with the first so that one of them runs: `authgate @private` then
+// guards what the matcher matches, and sign-in keeps working even where the
+// matcher leaves /.auth/* out.
 func ParseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
@@ -658,53 +639,89 @@ func parseHandler(h httpcaddyfile.Helper) (*handlers.Handler, error) {
 		return nil, h.ArgErr()
 	}
 	for h.NextBlock(0) {
-		switch h.Val() {
-		case "require":
-			toks := lineTokens(h.Dispenser)
-			if len(toks) == 0 {
-				return nil, h.Errf("require needs a condition: require `\"admins\" in token.groups` or a shorthand such as domain example.com")
-			}
-			c, err := parseCondition(h.Dispenser, toks)
-			if err != nil {
-				return nil, err
-			}
-			hd.Require = append(hd.Require, *c)
-		case "header":
-			args := h.RemainingArgs()
-			if len(args) != 2 {
-				return nil, h.Errf("header needs a name and an expression: header X-User `session.user.email`")
-			}
-			if args[0] == "" || strings.ContainsAny(args[0], " :\t") {
-				return nil, h.Errf("header %q: invalid header name", args[0])
-			}
-			hd.Headers = append(hd.Headers, handlers.HeaderConfig{Name: args[0], Expr: args[1]})
-		case "assertion":
-			args := h.RemainingArgs()
-			switch len(args) {
-			case 0:
-				hd.Assertion = "X-Authgate-Assertion"
-			case 1:
-				hd.Assertion = args[0]
-			default:
-				return nil, h.Errf("assertion takes at most a header name: assertion [X-Authgate-Assertion]")
-			}
-		case "unauthenticated":
-			args := h.RemainingArgs()
-			switch {
-			case len(args) == 1 && args[0] == "redirect":
-				hd.UnauthenticatedStatus = 0
-			case len(args) == 2 && args[0] == "status":
-				code, err := strconv.Atoi(args[1])
-				if err != nil || code < 400 || code > 499 {
-					return nil, h.Errf("unauthenticated status %q: want a 4xx status such as 401", args[1])
-				}
-				hd.UnauthenticatedStatus = code
-			default:
-				return nil, h.Errf("unauthenticated: want `redirect` or `status <code>`")
-			}
-		default:
-			return nil, h.Errf("unrecognized subdirective '%s'", h.Val())
+		if err := parseHandlerOption(h, &hd); err != nil {
+			return nil, err
 		}
 	}
 	return &hd, nil
+}
+
+// parseHandlerOption reads one line of the site directive's block.
+func parseHandlerOption(h httpcaddyfile.Helper, hd *handlers.Handler) error {
+	var err error
+	switch h.Val() {
+	case "require":
+		var c *callbacks.Condition
+		if c, err = parseRequire(h.Dispenser); err == nil {
+			hd.Require = append(hd.Require, *c)
+		}
+	case "header":
+		var hc handlers.HeaderConfig
+		if hc, err = parseHeader(h.Dispenser); err == nil {
+			hd.Headers = append(hd.Headers, hc)
+		}
+	case "assertion":
+		hd.Assertion, err = parseAssertion(h.Dispenser)
+	case "unauthenticated":
+		hd.UnauthenticatedStatus, err = parseUnauthenticated(h.Dispenser)
+	default:
+		err = h.Errf("unrecognized subdirective '%s'", h.Val())
+	}
+	return err
+}
+
+// parseRequire reads `require <condition>`.
+func parseRequire(d *cf.Dispenser) (*callbacks.Condition, error) {
+	toks := lineTokens(d)
+	if len(toks) == 0 {
+		return nil, d.Errf("require needs a condition: require `\"admins\" in token.groups` or a shorthand such as domain example.com")
+	}
+	return parseCondition(d, toks)
+}
+
+// parseHeader reads `header <name> <expression>`.
+func parseHeader(d *cf.Dispenser) (handlers.HeaderConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return handlers.HeaderConfig{}, d.Errf("header needs a name and an expression: header X-User `session.user.email`")
+	}
+	if err := callbacks.CheckHeaderName(args[0]); err != nil {
+		return handlers.HeaderConfig{}, d.WrapErr(err)
+	}
+	return handlers.HeaderConfig{Name: args[0], Expr: args[1]}, nil
+}
+
+// parseAssertion reads `assertion [<header>]`.
+func parseAssertion(d *cf.Dispenser) (string, error) {
+	args := d.RemainingArgs()
+	switch len(args) {
+	case 0:
+		return "X-Authgate-Assertion", nil
+	case 1:
+		// Empty means no assertion, as in JSON.
+		if args[0] != "" {
+			if err := callbacks.CheckHeaderName(args[0]); err != nil {
+				return "", d.Errf("assertion %v", err)
+			}
+		}
+		return args[0], nil
+	}
+	return "", d.Errf("assertion takes at most a header name: assertion [X-Authgate-Assertion]")
+}
+
+// parseUnauthenticated reads `unauthenticated redirect|status <code>`: 0 for
+// redirect, else the status.
+func parseUnauthenticated(d *cf.Dispenser) (int, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "redirect":
+		return 0, nil
+	case len(args) == 2 && args[0] == "status":
+		code, err := strconv.Atoi(args[1])
+		if err != nil || code < 400 || code > 499 {
+			return 0, d.Errf("unauthenticated status %q: want a 4xx status such as 401", args[1])
+		}
+		return code, nil
+	}
+	return 0, d.Errf("unauthenticated: want `redirect` or `status <code>`")
 }

@@ -404,6 +404,32 @@ func TestAdaptErrors(t *testing.T) {
 			want: []string{`header "X-User:"`, "invalid header name"},
 		},
 		{
+			name: "assertion with invalid header name",
+			caddyfile: `http://localhost:8080 {
+	authgate {
+		assertion X-Assertion:
+	}
+}`,
+			line: 3,
+			want: []string{`assertion header "X-Assertion:"`, "invalid header name"},
+		},
+		{
+			name: "webhook header with invalid name",
+			caddyfile: `{
+	authgate {
+		callbacks {
+			sign_in {
+				webhook http://localhost:9000/sign-in {
+					header "X Tenant" acme
+				}
+			}
+		}
+	}
+}`,
+			line: 6,
+			want: []string{`webhook header "X Tenant"`, "invalid header name"},
+		},
+		{
 			name: "site directive with two realms",
 			caddyfile: `http://localhost:8080 {
 	authgate corp partners

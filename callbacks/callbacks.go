@@ -103,95 +103,14 @@ func Compile(cfg Config) (*Callbacks, error) {
 	// send the signed request on to.
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	c := &Callbacks{}
-	hasAllow, hasDefault := false, false
-	for _, r := range cfg.SignIn {
-		cd, err := compileCond(KindSignIn, r.If, r.Source)
-		if err != nil {
-			return nil, ruleErr(KindSignIn, r, err)
-		}
-		sr := signInRule{action: r.Action, cond: cd, source: r.Source}
-		switch r.Action {
-		case "allow", "deny":
-			err = wantArgs(r, 0)
-			hasAllow = hasAllow || r.Action == "allow"
-		case "redirect":
-			if err = wantArgs(r, 1); err == nil {
-				sr.target = r.Args[0]
-			}
-		case "webhook":
-			sr.hook, err = compileWebhook(r, client)
-		case "default":
-			if len(r.Args) != 1 || (r.Args[0] != "allow" && r.Args[0] != "deny") || r.If != nil {
-				err = errors.New("want `default allow` or `default deny`")
-			} else {
-				hasDefault, c.signInDefault = true, r.Args[0] == "allow"
-			}
-			if err == nil {
-				continue
-			}
-		default:
-			err = fmt.Errorf("unknown action: want allow, deny, redirect, webhook or default")
-		}
-		if err != nil {
-			return nil, ruleErr(KindSignIn, r, err)
-		}
-		c.signIn = append(c.signIn, sr)
+	var err error
+	if c.signIn, c.signInDefault, err = compileSignIn(cfg.SignIn, client); err != nil {
+		return nil, err
 	}
-	if !hasDefault {
-		// An allow rule makes the block an allow-list.
-		c.signInDefault = !hasAllow
+	if c.redirect, c.origins, err = compileRedirect(cfg.Redirect, client); err != nil {
+		return nil, err
 	}
-
-	var origins []string
-	for _, r := range cfg.Redirect {
-		cd, err := compileCond(KindRedirect, r.If, r.Source)
-		if err != nil {
-			return nil, ruleErr(KindRedirect, r, err)
-		}
-		rr := redirectRule{action: r.Action, cond: cd, source: r.Source}
-		switch r.Action {
-		case "allow_origin":
-			if len(r.Args) == 0 || r.If != nil {
-				err = errors.New("want `allow_origin <origin…>` with no condition")
-			} else if _, err = CompileOrigins(r.Args); err == nil {
-				// Checked here too, so that an error names this rule's source.
-				origins = append(origins, r.Args...)
-				continue
-			}
-		case "allow", "deny":
-			err = wantArgs(r, 0)
-		case "rewrite":
-			if err = wantArgs(r, 1); err == nil {
-				rr.rewrite, err = compileCEL(KindRedirect, r.Args[0], cel.StringType)
-			}
-		case "webhook":
-			rr.hook, err = compileWebhook(r, client)
-		default:
-			err = fmt.Errorf("unknown action: want allow_origin, allow, deny, rewrite or webhook")
-		}
-		if err != nil {
-			return nil, ruleErr(KindRedirect, r, err)
-		}
-		c.redirect = append(c.redirect, rr)
-	}
-	o, err := CompileOrigins(origins)
-	if err != nil {
-		return nil, fmt.Errorf("callbacks redirect: %v", err)
-	}
-	c.origins = o
-
-	var jwtRules []Rule
-	for _, r := range cfg.JWT {
-		if r.Action != "refresh_access_token" {
-			jwtRules = append(jwtRules, r)
-			continue
-		}
-		if len(r.Args) > 0 || r.If != nil || r.Webhook != nil {
-			return nil, ruleErr(KindJWT, r, errors.New("takes no argument and no condition"))
-		}
-		c.refresh = true
-	}
-	if c.jwt, err = compileSetRules(KindJWT, jwtRules, client); err != nil {
+	if c.jwt, c.refresh, err = compileJWT(cfg.JWT, client); err != nil {
 		return nil, err
 	}
 	if c.session, err = compileSetRules(KindSession, cfg.Session, client); err != nil {
@@ -200,32 +119,122 @@ func Compile(cfg Config) (*Callbacks, error) {
 	return c, nil
 }
 
+// errNoCompiler: the action table has an action that Compile does not know.
+var errNoCompiler = errors.New("authgate bug: no compiler for this action")
+
+// compileSignIn compiles the sign_in rules and works out the default: allow,
+// unless the block has an allow rule (an allow-list) or a default rule says otherwise.
+func compileSignIn(rules []Rule, client *http.Client) ([]signInRule, bool, error) {
+	var out []signInRule
+	hasAllow, hasDefault, defaultAllow := false, false, false
+	for _, r := range rules {
+		a, cd, err := checkRule(KindSignIn, r)
+		if err != nil {
+			return nil, false, err
+		}
+		sr := signInRule{action: r.Action, cond: cd, source: r.Source}
+		switch a.Name {
+		case "allow":
+			hasAllow = true
+		case "deny":
+		case "redirect":
+			sr.target = r.Args[0]
+		case "webhook":
+			sr.hook, err = compileWebhook(r, client)
+		case "default":
+			hasDefault, defaultAllow = true, r.Args[0] == "allow"
+			continue
+		default:
+			err = errNoCompiler
+		}
+		if err != nil {
+			return nil, false, ruleErr(KindSignIn, r, err)
+		}
+		out = append(out, sr)
+	}
+	if !hasDefault {
+		defaultAllow = !hasAllow
+	}
+	return out, defaultAllow, nil
+}
+
+// compileRedirect compiles the redirect rules; the allow_origin rules make
+// one allow-list together.
+func compileRedirect(rules []Rule, client *http.Client) ([]redirectRule, *Origins, error) {
+	var out []redirectRule
+	var origins []string
+	for _, r := range rules {
+		a, cd, err := checkRule(KindRedirect, r)
+		if err != nil {
+			return nil, nil, err
+		}
+		rr := redirectRule{action: r.Action, cond: cd, source: r.Source}
+		switch a.Name {
+		case "allow", "deny":
+		case "allow_origin":
+			// Checked rule by rule too, so that an error names this rule's source.
+			if _, err := CompileOrigins(r.Args); err != nil {
+				return nil, nil, ruleErr(KindRedirect, r, err)
+			}
+			origins = append(origins, r.Args...)
+			continue
+		case "rewrite":
+			rr.rewrite, err = compileCEL(KindRedirect, r.Args[0], cel.StringType)
+		case "webhook":
+			rr.hook, err = compileWebhook(r, client)
+		default:
+			err = errNoCompiler
+		}
+		if err != nil {
+			return nil, nil, ruleErr(KindRedirect, r, err)
+		}
+		out = append(out, rr)
+	}
+	o, err := CompileOrigins(origins)
+	if err != nil {
+		return nil, nil, fmt.Errorf("callbacks redirect: %v", err)
+	}
+	return out, o, nil
+}
+
+// compileJWT compiles the jwt rules; refresh_access_token is a switch for the
+// whole block, not a rule in the list.
+func compileJWT(rules []Rule, client *http.Client) ([]setRule, bool, error) {
+	var list []Rule
+	refresh := false
+	for _, r := range rules {
+		if r.Action == "refresh_access_token" {
+			if _, _, err := checkRule(KindJWT, r); err != nil {
+				return nil, false, err
+			}
+			refresh = true
+			continue
+		}
+		list = append(list, r)
+	}
+	out, err := compileSetRules(KindJWT, list, client)
+	return out, refresh, err
+}
+
 func compileSetRules(kind string, rules []Rule, client *http.Client) ([]setRule, error) {
 	var out []setRule
 	for _, r := range rules {
-		cd, err := compileCond(kind, r.If, r.Source)
+		a, cd, err := checkRule(kind, r)
 		if err != nil {
-			return nil, ruleErr(kind, r, err)
+			return nil, err
 		}
 		sr := setRule{action: r.Action, cond: cd, source: r.Source}
-		switch r.Action {
+		switch a.Name {
 		case "set":
-			if err = wantArgs(r, 2); err == nil {
-				sr.path, err = claimPath(r.Args[0])
-			}
-			if err == nil {
+			if sr.path, err = claimPath(r.Args[0]); err == nil {
 				sr.expr, err = compileCEL(kind, r.Args[1], nil)
 			}
 		case "unset":
-			if err = wantArgs(r, 1); err == nil {
-				sr.path, err = claimPath(r.Args[0])
-			}
+			sr.path, err = claimPath(r.Args[0])
 		case "webhook":
 			sr.hook, err = compileWebhook(r, client)
-		case "refresh_access_token":
-			err = errors.New("refresh_access_token belongs in the jwt block")
 		default:
-			err = fmt.Errorf("unknown action: want set, unset or webhook")
+			err = errNoCompiler
 		}
 		if err != nil {
 			return nil, ruleErr(kind, r, err)

@@ -11,7 +11,7 @@ type cond struct {
 	source string
 	cel    *program
 	// match is a shorthand's check, given the variables.
-	match func(vars map[string]any) bool
+	match matcher
 }
 
 // usesRequest reports whether the condition reads `request`.
@@ -33,12 +33,29 @@ func (c *cond) holds(vars map[string]any) (bool, error) {
 	return c.match(vars), nil
 }
 
+// matcher is a compiled shorthand condition: it reads the callback's variables.
+type matcher func(vars map[string]any) bool
+
+// shorthands compile the condition keywords, as in `allow domain example.com`.
+var shorthands = map[string]func(kind string, c *Condition) (matcher, error){
+	"email":    emailMatcher,
+	"domain":   domainMatcher,
+	"provider": providerMatcher,
+	"claim":    claimMatcher,
+}
+
+// IsShorthand reports whether word names a shorthand condition: email, domain,
+// provider or claim. The Caddyfile parser reads a rule's condition from it on.
+func IsShorthand(word string) bool {
+	_, ok := shorthands[word]
+	return ok
+}
+
 // compileCond compiles a condition for kind.
 func compileCond(kind string, c *Condition, source string) (*cond, error) {
 	if c == nil {
 		return nil, nil
 	}
-	out := &cond{source: source}
 	if c.Expr != "" {
 		if c.Kind != "" {
 			return nil, fmt.Errorf("a condition is either an expression or a %s shorthand, not both", c.Kind)
@@ -47,98 +64,113 @@ func compileCond(kind string, c *Condition, source string) (*cond, error) {
 		if err != nil {
 			return nil, err
 		}
-		out.cel = p
-		return out, nil
+		return &cond{source: source, cel: p}, nil
 	}
 	if len(c.Values) == 0 {
 		return nil, fmt.Errorf("%s condition needs at least one value", c.Kind)
 	}
-	switch c.Kind {
-	case "email":
-		globs := make([]string, len(c.Values))
-		for i, g := range c.Values {
-			g = strings.ToLower(g)
-			if strings.Count(g, "@") != 1 {
-				return nil, fmt.Errorf("email pattern %q: want exactly one @, as in *@example.com", g)
-			}
-			if _, err := path.Match(g, ""); err != nil {
-				return nil, fmt.Errorf("email pattern %q: %v", g, err)
-			}
-			globs[i] = globSafe(g)
-		}
-		out.match = func(vars map[string]any) bool {
-			email, ok := emailOf(kind, vars)
-			if !ok {
-				return false
-			}
-			email = globSafe(email)
-			for _, g := range globs {
-				if m, _ := path.Match(g, email); m {
-					return true
-				}
-			}
-			return false
-		}
-	case "domain":
-		doms := make([]string, len(c.Values))
-		for i, d := range c.Values {
-			d = strings.ToLower(d)
-			base := strings.TrimPrefix(d, "*.")
-			if base == "" || strings.ContainsAny(base, "@*/ ") || !strings.Contains(base, ".") {
-				return nil, fmt.Errorf("domain %q: want a domain such as example.com or *.example.com", d)
-			}
-			doms[i] = d
-		}
-		out.match = func(vars map[string]any) bool {
-			email, ok := emailOf(kind, vars)
-			if !ok {
-				return false
-			}
-			dom := email[strings.LastIndexByte(email, '@')+1:]
-			for _, d := range doms {
-				if sub, ok := strings.CutPrefix(d, "*."); ok {
-					if strings.HasSuffix(dom, "."+sub) {
-						return true
-					}
-				} else if dom == d {
-					return true
-				}
-			}
-			return false
-		}
-	case "provider":
-		if kind != KindSignIn && kind != KindJWT {
-			return nil, fmt.Errorf("the provider condition needs `account`, which only sign_in and jwt have")
-		}
-		ids := c.Values
-		out.match = func(vars map[string]any) bool {
-			acc, _ := vars["account"].(map[string]any)
-			p, _ := acc["provider"].(string)
-			for _, id := range ids {
-				if p == id {
-					return true
-				}
-			}
-			return false
-		}
-	case "claim":
-		if c.Path == "" {
-			return nil, fmt.Errorf("claim condition needs a path and at least one value")
-		}
-		keys := strings.Split(c.Path, ".")
-		vals := c.Values
-		out.match = func(vars map[string]any) bool {
-			v, ok := lookup(claimSource(kind, vars), keys)
-			return ok && claimMatches(v, vals)
-		}
-	default:
+	compile, ok := shorthands[c.Kind]
+	if !ok {
 		return nil, fmt.Errorf("unknown condition %q: want a `CEL expression`, email, domain, provider or claim", c.Kind)
+	}
+	match, err := compile(kind, c)
+	if err != nil {
+		return nil, err
 	}
 	if kind == KindRedirect {
 		// Nothing there for email, domain or claim to read: the rule would never match.
 		return nil, fmt.Errorf("the %s condition needs a user or token, which redirect does not have: use a `CEL expression` over %s", c.Kind, strings.Join(kindVars[kind], ", "))
 	}
-	return out, nil
+	return &cond{source: source, match: match}, nil
+}
+
+// emailMatcher is `email <glob…>`: the address matches one of the globs.
+func emailMatcher(kind string, c *Condition) (matcher, error) {
+	globs := make([]string, len(c.Values))
+	for i, g := range c.Values {
+		g = strings.ToLower(g)
+		if strings.Count(g, "@") != 1 {
+			return nil, fmt.Errorf("email pattern %q: want exactly one @, as in *@example.com", g)
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("email pattern %q: %v", g, err)
+		}
+		globs[i] = globSafe(g)
+	}
+	return func(vars map[string]any) bool {
+		email, ok := emailOf(kind, vars)
+		if !ok {
+			return false
+		}
+		email = globSafe(email)
+		for _, g := range globs {
+			if m, _ := path.Match(g, email); m {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// domainMatcher is `domain <domain…>`: the address's domain is one of them,
+// or a subdomain of a *.domain.
+func domainMatcher(kind string, c *Condition) (matcher, error) {
+	doms := make([]string, len(c.Values))
+	for i, d := range c.Values {
+		d = strings.ToLower(d)
+		base := strings.TrimPrefix(d, "*.")
+		if base == "" || strings.ContainsAny(base, "@*/ ") || !strings.Contains(base, ".") {
+			return nil, fmt.Errorf("domain %q: want a domain such as example.com or *.example.com", d)
+		}
+		doms[i] = d
+	}
+	return func(vars map[string]any) bool {
+		email, ok := emailOf(kind, vars)
+		if !ok {
+			return false
+		}
+		dom := email[strings.LastIndexByte(email, '@')+1:]
+		for _, d := range doms {
+			if sub, ok := strings.CutPrefix(d, "*."); ok {
+				if strings.HasSuffix(dom, "."+sub) {
+					return true
+				}
+			} else if dom == d {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// providerMatcher is `provider <id…>`: account.provider is one of the ids.
+func providerMatcher(kind string, c *Condition) (matcher, error) {
+	if kind != KindSignIn && kind != KindJWT {
+		return nil, fmt.Errorf("the provider condition needs `account`, which only sign_in and jwt have")
+	}
+	ids := c.Values
+	return func(vars map[string]any) bool {
+		acc, _ := vars["account"].(map[string]any)
+		p, _ := acc["provider"].(string)
+		for _, id := range ids {
+			if p == id {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// claimMatcher is `claim <path> <value…>`: the claim at path is one of the values.
+func claimMatcher(kind string, c *Condition) (matcher, error) {
+	if c.Path == "" {
+		return nil, fmt.Errorf("claim condition needs a path and at least one value")
+	}
+	keys, vals := strings.Split(c.Path, "."), c.Values
+	return func(vars map[string]any) bool {
+		v, ok := lookup(claimSource(kind, vars), keys)
+		return ok && claimMatches(v, vals)
+	}, nil
 }
 
 // globSafe hides '/' from path.Match, whose * stops at it: an address may

@@ -34,6 +34,16 @@ func (e *Expr) String(vars map[string]any) (string, error) {
 // depends on the session and token only and may be cached with them.
 func (e *Expr) UsesRequest() bool { return e.p.usesRequest }
 
+// CheckHeaderName checks the name of a header authgate sets (a route's `header`,
+// the assertion's): not empty, and no space, colon, tab or line break, which
+// would end the name or the header.
+func CheckHeaderName(name string) error {
+	if name == "" || strings.ContainsAny(name, " :\t\r\n") {
+		return fmt.Errorf("header %q: invalid header name", name)
+	}
+	return nil
+}
+
 // HeaderValue renders a JSON-like value as a header value: lists joined with ",".
 func HeaderValue(v any) (string, error) {
 	return headerValue(v, "")

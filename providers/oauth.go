@@ -41,9 +41,13 @@ func (b *oauthBase) ctx(ctx context.Context) context.Context {
 // identifier, "" when it has none (plain OAuth 2.0); issRequired says that its
 // metadata promises the iss parameter.
 func authorizationResponse(params url.Values, issuer string, issRequired bool) (code string, err error) {
+	// An error response is refused whatever its iss says; checked first, it
+	// keeps the provider's error code in the log.
+	if e := params.Get("error"); e != "" {
+		return "", errors.New("provider answered with an error: " + truncate(e, 100))
+	}
 	// RFC 9207: a response naming another issuer is a mix-up attack, and so is
-	// one without iss from a provider whose metadata promises it. Error responses
-	// carry iss too, so this comes first: the log then names the attack.
+	// one without iss from a provider whose metadata promises it.
 	if issuer != "" {
 		switch iss := params.Get("iss"); {
 		case iss != "" && iss != issuer:
@@ -51,9 +55,6 @@ func authorizationResponse(params url.Values, issuer string, issRequired bool) (
 		case iss == "" && issRequired:
 			return "", errors.New("authorization response without iss, which the provider's metadata promises")
 		}
-	}
-	if e := params.Get("error"); e != "" {
-		return "", errors.New("provider answered with an error: " + truncate(e, 100))
 	}
 	return params.Get("code"), nil
 }
