@@ -718,7 +718,10 @@ func parseUnauthenticated(d *cf.Dispenser) (int, error) {
 		return 0, nil
 	case len(args) == 2 && args[0] == "status":
 		code, err := strconv.Atoi(args[1])
-		if err != nil || code < 400 || code > 499 {
+		if err == nil {
+			err = handlers.CheckUnauthenticatedStatus(code)
+		}
+		if err != nil {
 			return 0, d.Errf("unauthenticated status %q: want a 4xx status such as 401", args[1])
 		}
 		return code, nil

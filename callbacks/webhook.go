@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/authgate/caddy-authgate/internal/httpjson"
@@ -98,7 +97,7 @@ func compileWebhook(r Rule, client *http.Client) (*webhook, error) {
 		w.timeout = defaultWebhookTimeout
 	}
 	for k := range cfg.Headers {
-		if k == "" || strings.ContainsAny(k, " :\r\n") {
+		if CheckHeaderName(k) != nil {
 			return nil, fmt.Errorf("webhook header %q: invalid name", k)
 		}
 	}

@@ -101,8 +101,8 @@ func (h *Handler) compile(rl *realm) error {
 		h.require = append(h.require, chk)
 	}
 	for _, hc := range h.Headers {
-		if err := checkHeaderName(hc.Name); err != nil {
-			return fmt.Errorf("header %q: %v", hc.Name, err)
+		if err := callbacks.CheckHeaderName(hc.Name); err != nil {
+			return err
 		}
 		e, err := callbacks.CompileExpr(hc.Expr)
 		if err != nil {
@@ -112,8 +112,8 @@ func (h *Handler) compile(rl *realm) error {
 		h.strip = append(h.strip, stripName(hc.Name))
 	}
 	if h.Assertion != "" {
-		if err := checkHeaderName(h.Assertion); err != nil {
-			return fmt.Errorf("assertion header %q: %v", h.Assertion, err)
+		if err := callbacks.CheckHeaderName(h.Assertion); err != nil {
+			return fmt.Errorf("assertion %v", err)
 		}
 		h.Assertion = http.CanonicalHeaderKey(h.Assertion)
 		h.strip = append(h.strip, stripName(h.Assertion))
@@ -128,14 +128,6 @@ func (h *Handler) compile(rl *realm) error {
 	return nil
 }
 
-// checkHeaderName checks a configured header name.
-func checkHeaderName(name string) error {
-	if name == "" || strings.ContainsAny(name, " :\t\r\n") {
-		return fmt.Errorf("invalid header name")
-	}
-	return nil
-}
-
 // stripName is how a header name is compared when stripping client headers.
 func stripName(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
@@ -146,8 +138,18 @@ var errNotStarted = errors.New("the authgate app has not opened its store yet")
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
-	if s := h.UnauthenticatedStatus; s != 0 && (s < 400 || s > 499) {
-		return fmt.Errorf("unauthenticated status %d: want a 4xx status", s)
+	if s := h.UnauthenticatedStatus; s != 0 {
+		if err := CheckUnauthenticatedStatus(s); err != nil {
+			return fmt.Errorf("unauthenticated status %d: %v", s, err)
+		}
+	}
+	return nil
+}
+
+// CheckUnauthenticatedStatus checks the status of `unauthenticated status <code>`.
+func CheckUnauthenticatedStatus(code int) error {
+	if code < 400 || code > 499 {
+		return errors.New("want a 4xx status such as 401")
 	}
 	return nil
 }

@@ -138,15 +138,11 @@ func compileOrigin(rawURL string, cookie *CookieConfig, repl *caddy.Replacer) (*
 	}
 	if cookie != nil {
 		o.cookie.Domain = cookie.Domain
-		switch strings.ToLower(cookie.SameSite) {
-		case "", "lax":
-		case "strict":
-			o.cookie.SameSite = http.SameSiteStrictMode
-		case "none":
-			o.cookie.SameSite = http.SameSiteNoneMode
-		default:
-			return nil, fmt.Errorf("cookie same_site %q: want lax, strict or none", cookie.SameSite)
+		ss, err := session.ParseSameSite(cookie.SameSite)
+		if err != nil {
+			return nil, fmt.Errorf("cookie %v", err)
 		}
+		o.cookie.SameSite = ss
 	}
 	return o, nil
 }
@@ -165,12 +161,9 @@ func newSessions(o *origin, secrets []string, cookie *CookieConfig, cfg *Session
 			}
 			s.cookieName = c.Name
 		}
-		switch c.Compat {
-		case "":
-		case "next-auth-v4":
-			format = session.FormatNextAuthV4
-		default:
-			return nil, fmt.Errorf("cookie compat %q: want next-auth-v4", c.Compat)
+		var err error
+		if format, err = session.ParseCompat(c.Compat); err != nil {
+			return nil, fmt.Errorf("cookie %v", err)
 		}
 	}
 	if cfg != nil {
@@ -189,13 +182,11 @@ func newSessions(o *origin, secrets []string, cookie *CookieConfig, cfg *Session
 }
 
 func (s *sessions) compileLifetimes(cfg *SessionConfig) error {
-	switch cfg.Strategy {
-	case "", "jwt":
-	case "database":
-		s.database = true
-	default:
-		return fmt.Errorf("session strategy %q: want jwt or database", cfg.Strategy)
+	strategy, err := session.ParseStrategy(cfg.Strategy)
+	if err != nil {
+		return fmt.Errorf("session %v", err)
 	}
+	s.database = strategy == session.StrategyDatabase
 	if cfg.MaxAge < 0 || cfg.UpdateAge < 0 {
 		return fmt.Errorf("session max_age and update_age must not be negative")
 	}

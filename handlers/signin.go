@@ -194,7 +194,7 @@ func (rl *realm) oauthCallback(w http.ResponseWriter, r *http.Request, p provide
 	}
 	verifier, _ := st["code_verifier"].(string)
 	nonce, _ := st["nonce"].(string)
-	id, err := p.Exchange(r.Context(), rl.redirectURI(r, p.ID()), form.Get("code"), verifier, nonce)
+	id, err := p.Callback(r.Context(), rl.redirectURI(r, p.ID()), form, verifier, nonce)
 	if err != nil {
 		rl.fail(w, r, errOAuthCallback, err, field)
 		return
