@@ -117,7 +117,6 @@ func shareBolt(path string) (*Bolt, error) {
 	}}, nil
 }
 
-
 // openBoltFile opens (creating it, and its directory, when missing) the
 // database at path. Expired records are deleted when it opens and every few
 // minutes while it is open. When another process holds the file, it fails
