@@ -20,22 +20,20 @@ import (
 // realm is a compiled Realm: its parts, each of which the functions that need
 // it take on its own.
 type realm struct {
-	name     string
-	basePath string
-	origin   *origin
-	sessions *sessions
-	csrf     *csrfCookie
-	// stateCodecs seal the OAuth state cookie, by whether the request is secure.
-	stateCodecs [2]*session.Codec
-	stateNames  [2]string
-	links       linkTokens
-	asserter    *session.Asserter
-	providers   *providerSet
-	cb          *callbacks.Callbacks
-	admin       []*callbacks.Check
-	pages       *pages
-	routes      routes
-	logger      *zap.Logger
+	name      string
+	basePath  string
+	origin    *origin
+	sessions  *sessions
+	csrf      *csrfCookie
+	state     *stateCookie
+	links     linkTokens
+	asserter  *session.Asserter
+	providers *providerSet
+	cb        *callbacks.Callbacks
+	admin     []*callbacks.Check
+	pages     *pages
+	routes    routes
+	logger    *zap.Logger
 	// started is set once the app opened the store: Caddy starts its apps in no
 	// particular order, so the HTTP server may take requests before that.
 	started atomic.Bool
@@ -66,9 +64,10 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	if rl.sessions, err = newSessions(rl.origin, secrets, cfg.Cookie, cfg.Session, logger); err != nil {
 		return nil, err
 	}
+	rl.state = &stateCookie{origin: rl.origin}
 	for i, secure := range []bool{false, true} {
-		rl.stateNames[i] = session.HostName(stateCookieName, secure)
-		if rl.stateCodecs[i], err = session.NewCodec(secrets, rl.stateNames[i], session.FormatAuthJS); err != nil {
+		rl.state.names[i] = session.HostName(stateCookieName, secure)
+		if rl.state.codecs[i], err = session.NewCodec(secrets, rl.state.names[i], session.FormatAuthJS); err != nil {
 			return nil, fmt.Errorf("state codec: %v", err)
 		}
 	}

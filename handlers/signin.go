@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/url"
@@ -9,17 +8,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/oauth2"
 
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
 	"github.com/authgate/caddy-authgate/session"
 	"github.com/authgate/caddy-authgate/store"
 )
-
-// stateMaxAge bounds how long an OAuth sign-in may take, from the redirect to
-// the provider to the callback.
-const stateMaxAge = 15 * time.Minute
 
 // providerSet is a realm's providers, in the order the sign-in page lists them.
 type providerSet struct {
@@ -94,29 +88,15 @@ func (rl *realm) signin(w http.ResponseWriter, r *http.Request, id string) {
 		http.Redirect(w, r, rl.basePath+"/signin?callbackUrl="+url.QueryEscape(r.PostForm.Get("callbackUrl")), http.StatusFound)
 		return
 	}
-	st := map[string]any{
-		"provider":      id,
-		"state":         randomString(),
-		"code_verifier": oauth2.GenerateVerifier(),
-		"callback_url":  rl.callbackURL(r, r.PostForm.Get("callbackUrl")),
+	st := session.NewOAuthState(id, rl.callbackURL(r, r.PostForm.Get("callbackUrl")), op.UsesNonce())
+	target, err := op.AuthCodeURL(r.Context(), rl.redirectURI(r, id), st.State, st.CodeVerifier, st.Nonce)
+	if err == nil {
+		err = rl.state.seal(w, r, st, rl.sessions.now())
 	}
-	nonce := ""
-	if op.UsesNonce() {
-		nonce = randomString()
-		st["nonce"] = nonce
-	}
-	target, err := op.AuthCodeURL(r.Context(), rl.redirectURI(r, id), st["state"].(string), st["code_verifier"].(string), nonce)
 	if err != nil {
 		rl.fail(w, r, errOAuthSignin, err, zap.String("provider", id))
 		return
 	}
-	secure := rl.origin.secure(r)
-	sealed, err := rl.stateCodecs[idx(secure)].Encode(st, stateMaxAge, rl.sessions.now())
-	if err != nil {
-		rl.fail(w, r, errOAuthSignin, err, zap.String("provider", id))
-		return
-	}
-	session.SetChunked(w, r, session.HostName(stateCookieName, secure), sealed, stateMaxAge, rl.origin.hostCookieOpts(r))
 	http.Redirect(w, r, target, http.StatusFound)
 }
 
@@ -145,62 +125,50 @@ func (rl *realm) callback(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (rl *realm) oauthCallback(w http.ResponseWriter, r *http.Request, p providers.OAuth) {
-	secure := rl.origin.secure(r)
-	name := session.HostName(stateCookieName, secure)
-	raw, ok := session.ReadChunked(r, name)
-	// The state cookie is single-use: cleared whatever happens next.
-	session.ClearChunked(w, r, name, rl.origin.hostCookieOpts(r))
 	field := zap.String("provider", p.ID())
-	if !ok {
-		rl.fail(w, r, errOAuthCallback, errors.New("no state cookie: the sign-in was not started here, expired, or was already finished"), field)
-		return
-	}
-	st, err := rl.stateCodecs[idx(secure)].Decode(raw, rl.sessions.now())
-	if err != nil {
-		rl.fail(w, r, errOAuthCallback, errors.New("state cookie invalid or expired"), field)
-		return
-	}
-	if prov, _ := st["provider"].(string); prov != p.ID() {
-		rl.fail(w, r, errOAuthCallback, errors.New("state was issued for another provider"), field)
-		return
-	}
 	form := r.URL.Query()
 	if r.Method == http.MethodPost {
 		form = r.Form
 	}
-	if e := form.Get("error"); e != "" {
-		rl.fail(w, r, errOAuthCallback, errors.New("provider answered with an error: "+truncate(e, 100)), field)
-		return
-	}
-	// RFC 9207: an authorization response naming another issuer is a mix-up
-	// attack, and so is one without iss from a provider whose metadata promises it.
-	if ip, ok := p.(interface {
-		Issuer() string
-		IssuerRequired() bool
-	}); ok {
-		switch iss := form.Get("iss"); {
-		case iss != "" && iss != ip.Issuer():
-			rl.fail(w, r, errOAuthCallback, errors.New("authorization response from another issuer: "+truncate(iss, 100)), field)
-			return
-		case iss == "" && ip.IssuerRequired():
-			rl.fail(w, r, errOAuthCallback, errors.New("authorization response without iss, which the provider's metadata promises"), field)
-			return
-		}
-	}
-	want, _ := st["state"].(string)
-	if got := form.Get("state"); want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-		rl.fail(w, r, errOAuthCallback, errors.New("state does not match"), field)
-		return
-	}
-	verifier, _ := st["code_verifier"].(string)
-	nonce, _ := st["nonce"].(string)
-	id, err := p.Callback(r.Context(), rl.redirectURI(r, p.ID()), form, verifier, nonce)
+	st, err := rl.state.open(w, r, p.ID(), form.Get("state"), rl.sessions.now())
 	if err != nil {
 		rl.fail(w, r, errOAuthCallback, err, field)
 		return
 	}
-	cb, _ := st["callback_url"].(string)
-	rl.finishSignIn(w, r, id, nil, cb)
+	id, err := p.Callback(r.Context(), rl.redirectURI(r, p.ID()), form, st.CodeVerifier, st.Nonce)
+	if err != nil {
+		rl.fail(w, r, errOAuthCallback, err, field)
+		return
+	}
+	rl.finishSignIn(w, r, id, nil, st.CallbackURL)
+}
+
+// stateCookie carries an OAuth sign-in's state, PKCE verifier, nonce and
+// callback URL from the redirect to the provider to the callback, sealed in a
+// short-lived __Host- cookie bound to the provider.
+type stateCookie struct {
+	codecs [2]*session.Codec // by whether the request is secure
+	names  [2]string
+	origin *origin
+}
+
+func (c *stateCookie) seal(w http.ResponseWriter, r *http.Request, st session.OAuthState, now time.Time) error {
+	secure := c.origin.secure(r)
+	sealed, err := c.codecs[idx(secure)].SealState(st, now)
+	if err != nil {
+		return err
+	}
+	session.SetChunked(w, r, c.names[idx(secure)], sealed, session.StateMaxAge, c.origin.hostCookieOpts(r))
+	return nil
+}
+
+// open checks the callback's state against the cookie, which is single-use:
+// cleared whatever happens next.
+func (c *stateCookie) open(w http.ResponseWriter, r *http.Request, provider, gotState string, now time.Time) (session.OAuthState, error) {
+	secure := c.origin.secure(r)
+	raw, _ := session.ReadChunked(r, c.names[idx(secure)])
+	session.ClearChunked(w, r, c.names[idx(secure)], c.origin.hostCookieOpts(r))
+	return c.codecs[idx(secure)].OpenState(raw, provider, gotState, now)
 }
 
 func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *providers.Credentials) {

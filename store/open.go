@@ -105,7 +105,7 @@ func Open(ctx context.Context, o Options) (Store, error) {
 var memories = caddy.NewUsagePool()
 
 // pooledMemory is a memory store in memories.
-type pooledMemory struct{ m *memory }
+type pooledMemory struct{ m *Memory }
 
 // Destruct does nothing: the garbage collector takes the contents.
 func (pooledMemory) Destruct() error { return nil }
@@ -114,9 +114,9 @@ func (pooledMemory) Destruct() error { return nil }
 // created empty when no handle to it is open.
 func shareMemory(realm string) *Memory {
 	v, _, _ := memories.LoadOrNew(realm, func() (caddy.Destructor, error) {
-		return pooledMemory{newMemory()}, nil
+		return pooledMemory{NewMemory()}, nil
 	})
-	return &Memory{memory: v.(pooledMemory).m, release: func() error {
+	return &Memory{memory: v.(pooledMemory).m.memory, release: func() error {
 		_, err := memories.Delete(realm)
 		return err
 	}}
