@@ -336,16 +336,14 @@ func parseSession(d *cf.Dispenser) (*handlers.SessionConfig, error) {
 	return s, nil
 }
 
-var providerKinds = []string{"oidc", "github", "google", "oauth2", "credentials", "email"}
-
 func parseProvider(d *cf.Dispenser) (providers.Config, error) {
 	var p providers.Config
 	if !d.NextArg() {
-		return p, d.Errf("provider needs a type: one of %s", strings.Join(providerKinds, ", "))
+		return p, d.Errf("provider needs a type: one of %s", strings.Join(providers.Kinds, ", "))
 	}
 	p.Kind = d.Val()
-	if !slices.Contains(providerKinds, p.Kind) {
-		return p, d.Errf("unknown provider type %q: want one of %s", p.Kind, strings.Join(providerKinds, ", "))
+	if !slices.Contains(providers.Kinds, p.Kind) {
+		return p, d.Errf("unknown provider type %q: want one of %s", p.Kind, strings.Join(providers.Kinds, ", "))
 	}
 	if d.NextArg() {
 		p.ID = d.Val()

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authgate/caddy-authgate/callbacks"
+	"github.com/authgate/caddy-authgate/session"
 )
 
 // Handler guards routes: requests without a valid session are sent to sign in
@@ -369,9 +370,8 @@ func stripAuthCookies(r *http.Request, isAuthCookie func(name string) bool) {
 	found := false
 	for _, line := range lines {
 		for rest := line; rest != "" && !found; {
-			var pair string
-			pair, rest, _ = strings.Cut(rest, ";")
-			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			var name string
+			name, _, rest = session.NextCookie(rest)
 			found = isAuthCookie(name)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -159,8 +160,16 @@ func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logge
 	case "email":
 		return nilOnError(newEmail(cfg, logger))
 	default:
-		return nil, fmt.Errorf("provider %q: unknown type %q (want oidc, github, google, oauth2, credentials or email)", cfg.ID, cfg.Kind)
+		return nil, fmt.Errorf("provider %q: unknown type %q (want %s)", cfg.ID, cfg.Kind, kindList("or"))
 	}
+}
+
+// Kinds are the provider kinds New knows, as the Caddyfile names them.
+var Kinds = []string{"oidc", "github", "google", "oauth2", "credentials", "email"}
+
+// kindList is Kinds as a sentence: "oidc, github, … <conj> email".
+func kindList(conj string) string {
+	return strings.Join(Kinds[:len(Kinds)-1], ", ") + " " + conj + " " + Kinds[len(Kinds)-1]
 }
 
 // nilOnError keeps a typed nil pointer out of the Provider interface.

@@ -87,9 +87,8 @@ func ReadChunked(r *http.Request, name string) (value string, ok bool) {
 	)
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
-			var pair string
-			pair, line, _ = strings.Cut(line, ";")
-			n, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			var n, v string
+			n, v, line = NextCookie(line)
 			if !strings.HasPrefix(n, name) {
 				continue
 			}
@@ -121,6 +120,15 @@ func ReadChunked(r *http.Request, name string) (value string, ok bool) {
 		b.WriteString(c)
 	}
 	return b.String(), b.Len() > 0
+}
+
+// NextCookie reads the first name=value pair of a Cookie header line, and
+// returns the rest of the line. It allocates nothing: Cookie headers are
+// scanned in place on every guarded request.
+func NextCookie(line string) (name, value, rest string) {
+	pair, rest, _ := strings.Cut(line, ";")
+	name, value, _ = strings.Cut(strings.TrimSpace(pair), "=")
+	return name, value, rest
 }
 
 // maxChunks bounds how many chunks are read (64 KB of cookies, beyond what
