@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -147,6 +148,9 @@ type oidcProvider struct {
 	disc    *discovery // nil until discovery succeeds
 	lastTry time.Time
 	lastErr error
+	// ready is set with disc, for Ready, which must not wait for mu while a
+	// discovery is under way.
+	ready atomic.Bool
 }
 
 // discovery is what a successful discovery found; it does not change afterwards.
@@ -236,8 +240,18 @@ func (p *oidcProvider) discover(ctx context.Context, force bool) (*discovery, er
 		issRequired: meta.IssParameter,
 	}
 	p.lastErr = nil
+	p.ready.Store(true)
 	p.logger.Info("OpenID Connect discovery succeeded")
 	return p.disc, nil
+}
+
+// Ready reports whether the provider can be used: nil once discovery
+// succeeded (health checks ask; discovery's errors are in the log).
+func (p *oidcProvider) Ready() error {
+	if p.ready.Load() {
+		return nil
+	}
+	return errors.New("OpenID Connect discovery has not succeeded yet")
 }
 
 func (p *oidcProvider) config(prov *oidc.Provider, redirectURL string) *oauth2.Config {
@@ -320,7 +334,7 @@ func (p *oidcProvider) Callback(ctx context.Context, redirectURL string, params 
 		User: map[string]any{
 			"id":    idt.Subject,
 			"name":  firstNonEmpty(str(profile, "name"), str(profile, "preferred_username")),
-			"email": str(profile, "email"),
+			"email": verifiedEmail(profile),
 			"image": str(profile, "picture"),
 		},
 		Account: p.account(idt.Subject, tok),
@@ -407,11 +421,30 @@ func newOAuth2(cfg Config, client *http.Client) (*plainOAuth, error) {
 		return map[string]any{
 			"id":    firstNonEmpty(str(prof, "sub"), idString(prof["id"])),
 			"name":  firstNonEmpty(str(prof, "name"), str(prof, "preferred_username"), str(prof, "login")),
-			"email": str(prof, "email"),
+			"email": verifiedEmail(prof),
 			"image": firstNonEmpty(str(prof, "picture"), str(prof, "avatar_url")),
 		}
 	}
 	return p, nil
+}
+
+// verifiedEmail is the profile's email when the provider says it is
+// verified (OpenID Connect's email_verified claim, which some providers send
+// as a string), else "": an address nobody proved is not the user's, so it
+// must not find, link or authorize anyone (pre-account hijacking). The
+// profile keeps it, raw, for rules that want it anyway.
+func verifiedEmail(profile map[string]any) string {
+	switch v := profile["email_verified"].(type) {
+	case bool:
+		if v {
+			return str(profile, "email")
+		}
+	case string:
+		if v == "true" {
+			return str(profile, "email")
+		}
+	}
+	return ""
 }
 
 // idString renders a JSON id (a string or a number) as a string.

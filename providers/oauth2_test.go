@@ -52,8 +52,12 @@ func TestOAuth2Userinfo(t *testing.T) {
 		name, userinfo string
 		want           map[string]any
 	}{
-		{"sub", `{"sub":"abc-123","name":"Ann","email":"ann@example.com","picture":"https://img.example.com/ann"}`,
+		{"sub", `{"sub":"abc-123","name":"Ann","email":"ann@example.com","email_verified":true,"picture":"https://img.example.com/ann"}`,
 			map[string]any{"id": "abc-123", "name": "Ann", "email": "ann@example.com", "image": "https://img.example.com/ann"}},
+		{"unverified email", `{"sub":"abc-123","email":"ann@example.com","email_verified":false}`,
+			map[string]any{"id": "abc-123", "name": "", "email": "", "image": ""}},
+		{"email without email_verified", `{"sub":"abc-123","email":"ann@example.com"}`,
+			map[string]any{"id": "abc-123", "name": "", "email": "", "image": ""}},
 		{"numeric id", `{"id":42,"login":"ann","avatar_url":"https://img.example.com/42"}`,
 			map[string]any{"id": "42", "name": "ann", "email": "", "image": "https://img.example.com/42"}},
 		{"string id", `{"id":"u-42","preferred_username":"ann"}`,

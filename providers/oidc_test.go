@@ -76,7 +76,7 @@ func (op *fakeOP) idToken(t *testing.T, edit func(claims map[string]any)) {
 	claims := map[string]any{
 		"iss": op.URL, "aud": testClientID, "sub": "alice", "nonce": testNonce,
 		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
-		"name": "Alice Example", "email": "alice@example.com", "picture": "https://img.example.com/alice",
+		"name": "Alice Example", "email": "alice@example.com", "email_verified": true, "picture": "https://img.example.com/alice",
 	}
 	key := opKey()
 	if edit != nil {
@@ -179,6 +179,45 @@ func TestOIDCCallback(t *testing.T) {
 	}
 	if id.Profile["sub"] != "alice" || id.Profile["iss"] != op.URL || id.Profile["email"] != "alice@example.com" {
 		t.Errorf("profile = %v, want the ID token's claims", id.Profile)
+	}
+}
+
+// TestOIDCUnverifiedEmail: the user's email is the profile's only when
+// email_verified says so; the profile keeps the address either way.
+func TestOIDCUnverifiedEmail(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		verified any // nil: no email_verified claim
+		want     string
+	}{
+		{"verified", true, "alice@example.com"},
+		{"verified, as a string", "true", "alice@example.com"},
+		{"unverified", false, ""},
+		{"unverified, as a string", "false", ""},
+		{"no email_verified", nil, ""},
+		{"email_verified of another type", 1, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := newFakeOP(t, 0)
+			p := newOIDCFor(t, t.Context(), op)
+			op.idToken(t, func(c map[string]any) {
+				if tc.verified == nil {
+					delete(c, "email_verified")
+				} else {
+					c["email_verified"] = tc.verified
+				}
+			})
+			id, err := p.Callback(t.Context(), testRedirectURL, withCode(testCode), op.verifier, testNonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.User["email"] != tc.want {
+				t.Errorf("user email = %v, want %q", id.User["email"], tc.want)
+			}
+			if id.Profile["email"] != "alice@example.com" {
+				t.Errorf("profile email = %v, want the raw claim", id.Profile["email"])
+			}
+		})
 	}
 }
 

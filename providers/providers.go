@@ -71,6 +71,13 @@ type Config struct {
 	// Timeout bounds a call to AuthorizeURL. Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
+	// FailureWindow is how long the credentials provider counts failed
+	// sign-ins: after 5 for one username from one client, 20 for one username
+	// or 20 from one client, the next try waits (answered 429 with
+	// Retry-After), a little at first and twice as long after every further
+	// failure, up to the window. Default: 15m.
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+
 	// AllowEmailLinking lets a sign-in through this provider join an existing user
 	// with the same email address. Off by default: an address is not proof that
 	// the accounts belong to the same person (Auth.js's OAuthAccountNotLinked).
@@ -156,7 +163,7 @@ func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logge
 	case "oauth2":
 		return nilOnError(newOAuth2(cfg, client))
 	case "credentials":
-		return nilOnError(newCredentials(cfg, client))
+		return nilOnError(newCredentials(cfg, client, logger))
 	case "email":
 		return nilOnError(newEmail(cfg, logger))
 	default:

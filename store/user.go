@@ -17,8 +17,15 @@ type SignIn struct {
 	Provider          string // the provider's id, e.g. "github"
 	ProviderAccountID string // the person's id at the provider (unused for email)
 	Type              string // "oauth", "oidc", "email" or "credentials"
-	Name, Email       string
-	Image             string
+	Name              string
+	// Email is an address the provider says is verified (OIDC's
+	// email_verified, GitHub's verified primary address) or the email
+	// provider's; empty for any other. ResolveUser finds, links and creates
+	// users by it: an unverified address here would let whoever typed it at
+	// an identity provider take the account of its owner's later sign-in
+	// (pre-account hijacking).
+	Email string
+	Image string
 	// EmailVerified means this sign-in proved the address (the email
 	// provider's link was clicked): the user's EmailVerified becomes now.
 	EmailVerified bool

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Revocations", revocationTests},
 		{"Hit", hitTests},
 		{"Claims", claimTests},
+		{"Limit", limitTests},
 		{"ResolveUser", resolveTests},
 	}
 	for _, g := range groups {
@@ -609,6 +610,77 @@ var hitTests = map[string]func(*testing.T, store.Store){
 	"BadWindow": func(t *testing.T, s store.Store) {
 		if _, err := s.Hit(ctx, "k", 0); err == nil {
 			t.Fatal("no error for a zero window")
+		}
+	},
+}
+
+// count counts one event of key under l and returns the wait it set.
+func count(t *testing.T, s store.Store, l store.Limit, key string) (time.Duration, bool) {
+	t.Helper()
+	wait, over, err := l.Count(ctx, s, key)
+	ok(t, err)
+	return wait, over
+}
+
+func waiting(t *testing.T, s store.Store, key string) time.Duration {
+	t.Helper()
+	d, err := store.Wait(ctx, s, key)
+	ok(t, err)
+	return d
+}
+
+var limitTests = map[string]func(*testing.T, store.Store){
+	"BackoffGrows": func(t *testing.T, s store.Store) {
+		l := store.Limit{Max: 3, Window: time.Hour, Backoff: time.Minute}
+		for i := 1; i < l.Max; i++ {
+			if wait, over := count(t, s, l, "k"); wait != 0 || over {
+				t.Fatalf("event %d of %d: wait %v, over %v", i, l.Max, wait, over)
+			}
+			if d := waiting(t, s, "k"); d != 0 {
+				t.Fatalf("after event %d of %d: Wait = %v", i, l.Max, d)
+			}
+		}
+		for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour} {
+			wait, over := count(t, s, l, "k")
+			if wait != want || over != (i > 0) {
+				t.Fatalf("event %d: wait %v, over %v; want %v, %v", l.Max+i, wait, over, want, i > 0)
+			}
+			if d := waiting(t, s, "k"); d <= 0 || d > want {
+				t.Fatalf("Wait after event %d = %v, want in (0, %v]", l.Max+i, d, want)
+			}
+		}
+		if d := waiting(t, s, "other"); d != 0 {
+			t.Fatalf("another key waits %v", d)
+		}
+	},
+	"HardCap": func(t *testing.T, s store.Store) {
+		l := store.Limit{Max: 2, Window: time.Hour}
+		count(t, s, l, "k")
+		if wait, _ := count(t, s, l, "k"); wait != time.Hour {
+			t.Fatalf("the last event allowed set a wait of %v, want the window", wait)
+		}
+	},
+	"WaitEnds": func(t *testing.T, s store.Store) {
+		l := store.Limit{Max: 1, Window: time.Hour, Backoff: expiry}
+		count(t, s, l, "k")
+		if d := waiting(t, s, "k"); d <= 0 {
+			t.Fatalf("Wait = %v right after the limit", d)
+		}
+		time.Sleep(expiry + 50*time.Millisecond)
+		if d := waiting(t, s, "k"); d != 0 {
+			t.Fatalf("Wait = %v after the backoff", d)
+		}
+	},
+	"SharesNoKeys": func(t *testing.T, s store.Store) {
+		// The limiter's counters and waits are its own: a claim or a hit
+		// under the same name is another record.
+		ok(t, s.SetClaim(ctx, "k", "12345", time.Hour))
+		hits(t, s, "k", time.Hour)
+		if d := waiting(t, s, "k"); d != 0 {
+			t.Fatalf("a claim named k makes the limiter wait %v", d)
+		}
+		if wait, _ := count(t, s, store.Limit{Max: 2, Window: time.Hour}, "k"); wait != 0 {
+			t.Fatalf("a hit named k counted towards the limit (wait %v)", wait)
 		}
 	},
 }
