@@ -25,6 +25,9 @@ type Action struct {
 	Conditional bool
 	// Block: the rule may have a block (a webhook's secret, timeout and headers).
 	Block bool
+	// refuses: the rule refuses the user (deny, redirect), so a condition that
+	// reads an absent key makes it apply; other rules then do not apply.
+	refuses bool
 }
 
 // AnyArgs is the Args of an action that takes one or more arguments, up to the
@@ -33,7 +36,7 @@ const AnyArgs = -1
 
 var (
 	allowAction   = Action{Name: "allow", Usage: "allow", Conditional: true}
-	denyAction    = Action{Name: "deny", Usage: "deny", Conditional: true}
+	denyAction    = Action{Name: "deny", Usage: "deny", Conditional: true, refuses: true}
 	webhookAction = Action{Name: "webhook", Args: 1, Usage: "webhook <url>", Conditional: true, Block: true}
 	setAction     = Action{Name: "set", Args: 2, Usage: "set <path> <expr>", Conditional: true}
 	unsetAction   = Action{Name: "unset", Args: 1, Usage: "unset <path>", Conditional: true}
@@ -45,7 +48,7 @@ var (
 		KindSignIn: {
 			allowAction,
 			denyAction,
-			{Name: "redirect", Args: 1, Usage: "redirect <url>", Conditional: true},
+			{Name: "redirect", Args: 1, Usage: "redirect <url>", Conditional: true, refuses: true},
 			webhookAction,
 			{Name: "default", Args: 1, Values: []string{"allow", "deny"}, Usage: "default allow|deny"},
 		},

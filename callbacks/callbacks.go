@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,32 @@ type Condition struct {
 	Path string `json:"path,omitempty"`
 	// Values are the shorthand's globs, domains, provider ids or claim values.
 	Values []string `json:"values,omitempty"`
+	// Source is where a `require` condition was written ("Caddyfile:12"), for
+	// errors and logs; a rule's condition has its rule's Source.
+	Source string `json:"source,omitempty"`
+}
+
+// Expand returns a copy of c with expand applied to every webhook's secret and
+// header values, which may hold placeholders such as {env.HOOK_SECRET}.
+func (c Config) Expand(expand func(string) string) Config {
+	out := c
+	for _, rules := range []*[]Rule{&out.SignIn, &out.Redirect, &out.JWT, &out.Session} {
+		list := slices.Clone(*rules)
+		for i, r := range list {
+			if r.Webhook == nil {
+				continue
+			}
+			wh := *r.Webhook
+			wh.Secret = expand(wh.Secret)
+			wh.Headers = make(map[string]string, len(r.Webhook.Headers))
+			for k, v := range r.Webhook.Headers {
+				wh.Headers[k] = expand(v)
+			}
+			list[i].Webhook = &wh
+		}
+		*rules = list
+	}
+	return out
 }
 
 // Callbacks is the compiled form of a Config.
@@ -73,27 +100,24 @@ type Callbacks struct {
 func (c *Callbacks) RefreshAccessToken() bool { return c.refresh }
 
 type signInRule struct {
+	ruleHead
 	action, target string
-	cond           *cond
 	hook           *webhook
-	source         string
 }
 
 type redirectRule struct {
+	ruleHead
 	action  string
 	rewrite *program
-	cond    *cond
 	hook    *webhook
-	source  string
 }
 
 type setRule struct {
+	ruleHead
 	action string // set, unset, webhook
 	path   []string
 	expr   *program
-	cond   *cond
 	hook   *webhook
-	source string
 }
 
 // Compile checks and compiles cfg: every expression is parsed and type-checked
@@ -132,7 +156,7 @@ func compileSignIn(rules []Rule, client *http.Client) ([]signInRule, bool, error
 		if err != nil {
 			return nil, false, err
 		}
-		sr := signInRule{action: r.Action, cond: cd, source: r.Source}
+		sr := signInRule{ruleHead: newHead(a, r, cd), action: r.Action}
 		switch a.Name {
 		case "allow":
 			hasAllow = true
@@ -168,7 +192,7 @@ func compileRedirect(rules []Rule, client *http.Client) ([]redirectRule, *Origin
 		if err != nil {
 			return nil, nil, err
 		}
-		rr := redirectRule{action: r.Action, cond: cd, source: r.Source}
+		rr := redirectRule{ruleHead: newHead(a, r, cd), action: r.Action}
 		switch a.Name {
 		case "allow", "deny":
 		case "allow_origin":
@@ -223,7 +247,7 @@ func compileSetRules(kind string, rules []Rule, client *http.Client) ([]setRule,
 		if err != nil {
 			return nil, err
 		}
-		sr := setRule{action: r.Action, cond: cd, source: r.Source}
+		sr := setRule{ruleHead: newHead(a, r, cd), action: r.Action}
 		switch a.Name {
 		case "set":
 			if sr.path, err = claimPath(r.Args[0]); err == nil {
@@ -297,9 +321,12 @@ type Decision struct {
 	Source string
 }
 
-// SignIn decides whether the user may sign in: the first rule whose condition
-// holds decides. An error means a rule failed; callers refuse the sign-in.
+// SignIn decides whether the user may sign in: the first rule that applies
+// decides. A condition that reads an absent key decides against the user: an
+// allow rule does not apply, a deny or redirect rule does. An error means a
+// rule failed; callers refuse the sign-in.
 func (c *Callbacks) SignIn(ctx context.Context, in SignInInput) (Decision, error) {
+	t := traceOf(ctx)
 	var vars map[string]any
 	for _, r := range c.signIn {
 		if vars == nil {
@@ -308,7 +335,7 @@ func (c *Callbacks) SignIn(ctx context.Context, in SignInInput) (Decision, error
 				"email": orEmpty(in.Email), "credentials": orEmpty(in.Credentials), "request": orEmpty(in.Request),
 			}
 		}
-		ok, err := r.cond.holds(vars)
+		ok, err := r.applies(t, vars)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -323,27 +350,61 @@ func (c *Callbacks) SignIn(ctx context.Context, in SignInInput) (Decision, error
 		case "redirect":
 			return Decision{Redirect: r.target, Source: r.source}, nil
 		case "webhook":
-			ans, err := r.hook.call(ctx, KindSignIn, vars)
+			if t.skipsWebhooks() {
+				t.then("webhook not called")
+				continue
+			}
+			d, decided, err := r.askWebhook(ctx, vars)
 			if err != nil {
-				return Decision{}, fmt.Errorf("%s: %v", r.source, err)
+				t.then("error: " + err.Error())
+				return d, err
 			}
-			if target, ok := ans["redirect"]; ok {
-				s, _ := target.(string)
-				if s == "" {
-					return Decision{}, fmt.Errorf("%s: webhook answered a redirect that is not a URL", r.source)
-				}
-				return Decision{Redirect: s, Source: r.source}, nil
+			if decided {
+				t.then("webhook answered " + d.String())
+				return d, nil
 			}
-			if allow, ok := ans["allow"]; ok {
-				b, isBool := allow.(bool)
-				if !isBool {
-					return Decision{}, fmt.Errorf("%s: webhook answered allow that is not a boolean", r.source)
-				}
-				return Decision{Allow: b, Source: r.source}, nil
-			}
+			t.then("webhook answered no decision")
 		}
 	}
-	return Decision{Allow: c.signInDefault}, nil
+	d := Decision{Allow: c.signInDefault}
+	if t != nil {
+		t.add("", "default "+d.String(), "no rule decided")
+	}
+	return d, nil
+}
+
+// String is the decision as a rule writes it: allow, deny or redirect <url>.
+func (d Decision) String() string {
+	switch {
+	case d.Redirect != "":
+		return "redirect " + d.Redirect
+	case d.Allow:
+		return "allow"
+	}
+	return "deny"
+}
+
+// askWebhook calls r's webhook; decided is false for an answer of `{}`.
+func (r *signInRule) askWebhook(ctx context.Context, vars map[string]any) (d Decision, decided bool, err error) {
+	ans, err := r.hook.call(ctx, KindSignIn, vars)
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("%s: %v", r.source, err)
+	}
+	if target, ok := ans["redirect"]; ok {
+		s, _ := target.(string)
+		if s == "" {
+			return Decision{}, false, fmt.Errorf("%s: webhook answered a redirect that is not a URL", r.source)
+		}
+		return Decision{Redirect: s, Source: r.source}, true, nil
+	}
+	if allow, ok := ans["allow"]; ok {
+		b, isBool := allow.(bool)
+		if !isBool {
+			return Decision{}, false, fmt.Errorf("%s: webhook answered allow that is not a boolean", r.source)
+		}
+		return Decision{Allow: b, Source: r.source}, true, nil
+	}
+	return Decision{}, false, nil
 }
 
 // Redirect returns where to send the user for target: the first matching rule
@@ -355,46 +416,72 @@ func (c *Callbacks) Redirect(ctx context.Context, target string, base *url.URL, 
 		u, _ := SafeRedirect(target, base, c.origins)
 		return u, nil
 	}
+	t := traceOf(ctx)
 	vars := map[string]any{"url": target, "base_url": base.String(), "request": orEmpty(request)}
 	for _, r := range c.redirect {
-		ok, err := r.cond.holds(vars)
+		ok, err := r.applies(t, vars)
 		if err != nil {
 			return base.String(), err
 		}
 		if !ok {
 			continue
 		}
-		switch r.action {
-		case "allow":
-			u, _ := safeRedirect(target, base, c.origins, true)
+		u, decided, err := r.decide(ctx, t, vars, target, base, c.origins)
+		if err != nil {
+			t.then("error: " + err.Error())
+			return base.String(), err
+		}
+		if decided {
+			t.then(u)
 			return u, nil
-		case "deny":
-			return base.String(), nil
-		case "rewrite":
-			v, err := r.rewrite.evalNative(vars)
-			if err != nil {
-				if err == ErrAbsent {
-					continue
-				}
-				return base.String(), fmt.Errorf("%s: %v", r.source, err)
-			}
-			s, _ := v.(string)
-			u, _ := SafeRedirect(s, base, c.origins)
-			return u, nil
-		case "webhook":
-			ans, err := r.hook.call(ctx, KindRedirect, vars)
-			if err != nil {
-				return base.String(), fmt.Errorf("%s: %v", r.source, err)
-			}
-			if v, ok := ans["url"]; ok {
-				s, _ := v.(string)
-				u, _ := SafeRedirect(s, base, c.origins)
-				return u, nil
-			}
 		}
 	}
 	u, _ := SafeRedirect(target, base, c.origins)
+	if t != nil {
+		t.add("", "default", "no rule decided: "+u)
+	}
 	return u, nil
+}
+
+// decide applies redirect rule r, whose condition holds: the URL to use, or
+// decided false when the rule has nothing to say (an absent key in a rewrite,
+// a webhook's `{}`).
+func (r *redirectRule) decide(ctx context.Context, t *Trace, vars map[string]any, target string, base *url.URL, origins *Origins) (string, bool, error) {
+	switch r.action {
+	case "allow":
+		u, _ := safeRedirect(target, base, origins, true)
+		return u, true, nil
+	case "deny":
+		return base.String(), true, nil
+	case "rewrite":
+		v, absent, err := r.rewrite.evalNative(vars)
+		if err == ErrAbsent {
+			t.then("nothing rewritten (" + absent + ")")
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("%s: %v", r.source, err)
+		}
+		s, _ := v.(string)
+		u, _ := SafeRedirect(s, base, origins)
+		return u, true, nil
+	case "webhook":
+		if t.skipsWebhooks() {
+			t.then("webhook not called")
+			return "", false, nil
+		}
+		ans, err := r.hook.call(ctx, KindRedirect, vars)
+		if err != nil {
+			return "", false, fmt.Errorf("%s: %v", r.source, err)
+		}
+		if v, ok := ans["url"]; ok {
+			s, _ := v.(string)
+			u, _ := SafeRedirect(s, base, origins)
+			return u, true, nil
+		}
+		t.then("webhook answered no decision")
+	}
+	return "", false, nil
 }
 
 // JWTInput is what the jwt callback sees.
@@ -490,43 +577,66 @@ func (c *Callbacks) SessionDependsOnTokenOnly() bool {
 }
 
 // applySetRules applies set/unset/webhook rules to vars[target], each rule seeing
-// the result of the ones before it.
+// the result of the ones before it. A rule whose condition or expression reads
+// an absent key does nothing.
 func applySetRules(ctx context.Context, kind string, rules []setRule, vars map[string]any, target string) (map[string]any, error) {
+	t := traceOf(ctx)
 	obj := vars[target].(map[string]any)
 	for _, r := range rules {
-		ok, err := r.cond.holds(vars)
+		ok, err := r.applies(t, vars)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			continue
 		}
-		switch r.action {
-		case "set":
-			v, err := r.expr.evalNative(vars)
-			if err == ErrAbsent {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %v", r.source, err)
-			}
-			obj = setPath(obj, r.path, v)
-		case "unset":
-			obj = unsetPath(obj, r.path)
-		case "webhook":
-			ans, err := r.hook.call(ctx, kind, vars)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %v", r.source, err)
-			}
-			if v, ok := ans[target]; ok {
-				m, isMap := v.(map[string]any)
-				if !isMap {
-					return nil, fmt.Errorf("%s: webhook answered a %s that is not an object", r.source, target)
-				}
-				obj = m
-			}
+		if obj, err = r.apply(ctx, t, kind, vars, target, obj); err != nil {
+			t.then("error: " + err.Error())
+			return nil, err
 		}
 		vars[target] = obj
+	}
+	return obj, nil
+}
+
+// apply applies set rule r, whose condition holds, to obj.
+func (r *setRule) apply(ctx context.Context, t *Trace, kind string, vars map[string]any, target string, obj map[string]any) (map[string]any, error) {
+	path := strings.Join(r.path, ".")
+	switch r.action {
+	case "set":
+		v, absent, err := r.expr.evalNative(vars)
+		if err == ErrAbsent {
+			t.then("nothing set (" + absent + ")")
+			return obj, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", r.source, err)
+		}
+		t.then(path + " = " + jsonText(v))
+		return setPath(obj, r.path, v), nil
+	case "unset":
+		t.then(path + " removed")
+		return unsetPath(obj, r.path), nil
+	case "webhook":
+		if t.skipsWebhooks() {
+			t.then("webhook not called")
+			return obj, nil
+		}
+		ans, err := r.hook.call(ctx, kind, vars)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", r.source, err)
+		}
+		v, ok := ans[target]
+		if !ok {
+			t.then("webhook answered no change")
+			return obj, nil
+		}
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return nil, fmt.Errorf("%s: webhook answered a %s that is not an object", r.source, target)
+		}
+		t.then("webhook answered " + jsonText(m))
+		return m, nil
 	}
 	return obj, nil
 }

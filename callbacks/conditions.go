@@ -3,6 +3,7 @@ package callbacks
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -10,31 +11,62 @@ import (
 type cond struct {
 	source string
 	cel    *program
-	// match is a shorthand's check, given the variables.
+	// match is a shorthand's check, given the variables; reads is what it
+	// reads, for the trace of a condition that found it absent.
 	match matcher
+	reads string
+	// token is the token path a claim shorthand reads outside sign_in and jwt.
+	token []string
 }
+
+// outcome is what a condition found. An absent key is neither true nor false:
+// it decides against the user wherever it stands, negations included, as
+// JavaScript's TypeError does in an Auth.js callback. A rule that grants or
+// shapes (allow, set, rewrite, webhook) does not apply, one that refuses (deny,
+// redirect) applies, a require fails.
+type outcome uint8
+
+const (
+	outFalse outcome = iota
+	outTrue
+	outAbsent
+)
 
 // usesRequest reports whether the condition reads `request`.
 func (c *cond) usesRequest() bool {
 	return c != nil && c.cel != nil && c.cel.usesRequest
 }
 
-func (c *cond) holds(vars map[string]any) (bool, error) {
+// eval evaluates the condition; with outAbsent, absent says what was missing.
+// Any error other than an absent key names the condition's source.
+func (c *cond) eval(vars map[string]any) (o outcome, absent string, err error) {
 	if c == nil {
-		return true, nil
+		return outTrue, "", nil
 	}
 	if c.cel != nil {
-		ok, err := c.cel.evalBool(vars)
+		o, absent, err = c.cel.evalCond(vars)
 		if err != nil {
-			return false, fmt.Errorf("%s: %v", c.source, err)
+			return outFalse, "", fmt.Errorf("%s: %v", c.source, err)
 		}
-		return ok, nil
+		return o, absent, nil
 	}
-	return c.match(vars), nil
+	o = c.match(vars)
+	if o == outAbsent {
+		absent = "no " + c.reads
+	}
+	return o, absent, nil
 }
 
 // matcher is a compiled shorthand condition: it reads the callback's variables.
-type matcher func(vars map[string]any) bool
+type matcher func(vars map[string]any) outcome
+
+// is turns a test into an outcome.
+func is(b bool) outcome {
+	if b {
+		return outTrue
+	}
+	return outFalse
+}
 
 // shorthands compile the condition keywords, as in `allow domain example.com`.
 var shorthands = map[string]func(kind string, c *Condition) (matcher, error){
@@ -81,7 +113,34 @@ func compileCond(kind string, c *Condition, source string) (*cond, error) {
 		// Nothing there for email, domain or claim to read: the rule would never match.
 		return nil, fmt.Errorf("the %s condition needs a user or token, which redirect does not have: use a `CEL expression` over %s", c.Kind, strings.Join(kindVars[kind], ", "))
 	}
-	return &cond{source: source, match: match}, nil
+	cd := &cond{source: source, match: match, reads: shorthandReads(kind, c)}
+	if c.Kind == "claim" && kind != KindSignIn && kind != KindJWT {
+		cd.token = strings.Split(c.Path, ".")
+	}
+	return cd, nil
+}
+
+// shorthandReads names what shorthand c reads in kind's callback.
+func shorthandReads(kind string, c *Condition) string {
+	switch c.Kind {
+	case "email", "domain":
+		switch kind {
+		case KindSignIn:
+			return "user.email"
+		case KindJWT:
+			return "user.email or token.email"
+		}
+		return "token.email"
+	case "provider":
+		return "account.provider"
+	}
+	if kind == KindSignIn {
+		return "profile." + c.Path
+	}
+	if kind == KindJWT {
+		return "profile." + c.Path + " or token." + c.Path
+	}
+	return "token." + c.Path
 }
 
 // emailMatcher is `email <glob…>`: the address matches one of the globs.
@@ -97,18 +156,18 @@ func emailMatcher(kind string, c *Condition) (matcher, error) {
 		}
 		globs[i] = globSafe(g)
 	}
-	return func(vars map[string]any) bool {
+	return func(vars map[string]any) outcome {
 		email, ok := emailOf(kind, vars)
 		if !ok {
-			return false
+			return outAbsent
 		}
 		email = globSafe(email)
 		for _, g := range globs {
 			if m, _ := path.Match(g, email); m {
-				return true
+				return outTrue
 			}
 		}
-		return false
+		return outFalse
 	}, nil
 }
 
@@ -124,22 +183,22 @@ func domainMatcher(kind string, c *Condition) (matcher, error) {
 		}
 		doms[i] = d
 	}
-	return func(vars map[string]any) bool {
+	return func(vars map[string]any) outcome {
 		email, ok := emailOf(kind, vars)
 		if !ok {
-			return false
+			return outAbsent
 		}
 		dom := email[strings.LastIndexByte(email, '@')+1:]
 		for _, d := range doms {
 			if sub, ok := strings.CutPrefix(d, "*."); ok {
 				if strings.HasSuffix(dom, "."+sub) {
-					return true
+					return outTrue
 				}
 			} else if dom == d {
-				return true
+				return outTrue
 			}
 		}
-		return false
+		return outFalse
 	}, nil
 }
 
@@ -149,15 +208,13 @@ func providerMatcher(kind string, c *Condition) (matcher, error) {
 		return nil, fmt.Errorf("the provider condition needs `account`, which only sign_in and jwt have")
 	}
 	ids := c.Values
-	return func(vars map[string]any) bool {
+	return func(vars map[string]any) outcome {
 		acc, _ := vars["account"].(map[string]any)
-		p, _ := acc["provider"].(string)
-		for _, id := range ids {
-			if p == id {
-				return true
-			}
+		p, ok := acc["provider"].(string)
+		if !ok {
+			return outAbsent
 		}
-		return false
+		return is(slices.Contains(ids, p))
 	}, nil
 }
 
@@ -167,9 +224,12 @@ func claimMatcher(kind string, c *Condition) (matcher, error) {
 		return nil, fmt.Errorf("claim condition needs a path and at least one value")
 	}
 	keys, vals := strings.Split(c.Path, "."), c.Values
-	return func(vars map[string]any) bool {
+	return func(vars map[string]any) outcome {
 		v, ok := lookup(claimSource(kind, vars), keys)
-		return ok && claimMatches(v, vals)
+		if !ok {
+			return outAbsent
+		}
+		return is(claimMatches(v, vals))
 	}, nil
 }
 

@@ -70,6 +70,9 @@ type program struct {
 	// usesRequest: the expression reads `request`, so its result can differ
 	// between two requests with the same token.
 	usesRequest bool
+	// reads are the paths read below `session` and `token`: session.user.email
+	// is {"session", "user", "email"}.
+	reads [][]string
 }
 
 // compileCEL compiles src in kind's environment; want, when not nil, is the
@@ -94,7 +97,7 @@ func compileCEL(kind, src string, want *cel.Type) (*program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("`%s`: %v", src, err)
 	}
-	p := &program{src: src, prg: prg}
+	p := &program{src: src, prg: prg, reads: keyReads(ast.NativeRep())}
 	for _, ref := range ast.NativeRep().ReferenceMap() {
 		if ref.Name == "request" {
 			p.usesRequest = true
@@ -103,46 +106,52 @@ func compileCEL(kind, src string, want *cel.Type) (*program, error) {
 	return p, nil
 }
 
-// ErrAbsent reports that an expression read a key that is not there; rules treat
-// it as JavaScript treats undefined — a condition is false, a set does nothing —
-// not as a failure.
+// ErrAbsent reports that an expression read a key that is not there. It is not
+// a failure: a set does nothing, a header is left out, and a condition decides
+// against the user (see outcome).
 var ErrAbsent = errors.New("absent value")
 
-// eval runs the program. A read of a missing key is ErrAbsent.
-func (p *program) eval(vars map[string]any) (ref.Val, error) {
-	out, _, err := p.prg.Eval(vars)
+// eval runs the program. A read of a missing key is ErrAbsent, and absent names
+// the key as CEL reports it ("no such key: groups").
+func (p *program) eval(vars map[string]any) (out ref.Val, absent string, err error) {
+	out, _, err = p.prg.Eval(vars)
 	if err != nil {
 		msg := err.Error()
 		if strings.HasPrefix(msg, "no such key") || strings.HasPrefix(msg, "no such attribute") {
-			return nil, ErrAbsent
+			return nil, msg, ErrAbsent
 		}
-		return nil, fmt.Errorf("evaluating `%s`: %v", p.src, err)
+		return nil, "", fmt.Errorf("evaluating `%s`: %v", p.src, err)
 	}
-	return out, nil
+	return out, "", nil
 }
 
-func (p *program) evalBool(vars map[string]any) (bool, error) {
-	out, err := p.eval(vars)
+// evalCond runs a condition: outTrue, outFalse, or outAbsent with what was absent.
+func (p *program) evalCond(vars map[string]any) (outcome, string, error) {
+	out, absent, err := p.eval(vars)
+	if err == ErrAbsent {
+		return outAbsent, absent, nil
+	}
 	if err != nil {
-		if err == ErrAbsent {
-			return false, nil
-		}
-		return false, err
+		return outFalse, "", err
 	}
 	b, ok := out.(types.Bool)
 	if !ok {
-		return false, fmt.Errorf("evaluating `%s`: got a %s, want a bool", p.src, out.Type().TypeName())
+		return outFalse, "", fmt.Errorf("evaluating `%s`: got a %s, want a bool", p.src, out.Type().TypeName())
 	}
-	return bool(b), nil
+	if b {
+		return outTrue, "", nil
+	}
+	return outFalse, "", nil
 }
 
 // evalNative runs the program and converts the result to JSON-like Go values.
-func (p *program) evalNative(vars map[string]any) (any, error) {
-	out, err := p.eval(vars)
+func (p *program) evalNative(vars map[string]any) (any, string, error) {
+	out, absent, err := p.eval(vars)
 	if err != nil {
-		return nil, err
+		return nil, absent, err
 	}
-	return native(out)
+	v, err := native(out)
+	return v, "", err
 }
 
 var anyType = reflect.TypeOf((*any)(nil)).Elem()

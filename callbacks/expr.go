@@ -23,7 +23,7 @@ func CompileExpr(src string) (*Expr, error) {
 // String evaluates the expression to a header value: lists are joined with ",",
 // null is empty; ErrAbsent when it read a missing key.
 func (e *Expr) String(vars map[string]any) (string, error) {
-	v, err := e.p.evalNative(vars)
+	v, _, err := e.p.evalNative(vars)
 	if err != nil {
 		return "", err
 	}
@@ -79,11 +79,15 @@ func headerValue(v any, src string) (string, error) {
 
 // Check is a compiled route condition (`require` lines).
 type Check struct {
-	c *cond
+	ruleHead
 }
 
-// CompileCheck compiles a route condition; source names where it was written.
+// CompileCheck compiles a route condition. Its source is c.Source, where the
+// Caddyfile wrote it, or else source ("require #2").
 func CompileCheck(c Condition, source string) (*Check, error) {
+	if c.Source != "" {
+		source = c.Source
+	}
 	cd, err := compileCond(KindRoute, &c, source)
 	if err != nil {
 		if source != "" {
@@ -91,13 +95,39 @@ func CompileCheck(c Condition, source string) (*Check, error) {
 		}
 		return nil, fmt.Errorf("require: %v", err)
 	}
-	return &Check{c: cd}, nil
+	// refuses: an absent key makes the require line refuse, that is fail.
+	return &Check{ruleHead{source: source, text: "require " + describeCondition(c), cond: cd, refuses: true}}, nil
 }
 
 // UsesRequest reports whether the condition reads `request`.
-func (k *Check) UsesRequest() bool { return k.c.usesRequest() }
+func (k *Check) UsesRequest() bool { return k.cond.usesRequest() }
 
-// Holds evaluates the condition; a read of a missing key makes it false.
+// Source is where the condition was written ("Caddyfile:12"), for the log of
+// a refusal.
+func (k *Check) Source() string { return k.source }
+
+// Holds evaluates the condition; a read of a missing key makes it fail, even
+// under a negation. An error is any other failure; the condition then fails too.
 func (k *Check) Holds(vars map[string]any) (bool, error) {
-	return k.c.holds(vars)
+	return k.Explain(nil, vars)
+}
+
+// Explain is Holds, recorded in t.
+func (k *Check) Explain(t *Trace, vars map[string]any) (bool, error) {
+	o, absent, err := k.cond.eval(vars)
+	if err != nil {
+		t.add(k.source, k.text, "error: "+err.Error())
+		return false, err
+	}
+	if t != nil {
+		result := "holds"
+		switch o {
+		case outFalse:
+			result = "fails"
+		case outAbsent:
+			result = "fails (" + absent + ")"
+		}
+		t.add(k.source, k.text, result)
+	}
+	return o == outTrue, nil
 }

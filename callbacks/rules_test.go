@@ -336,9 +336,9 @@ func TestSignIn(t *testing.T) {
 				rule("2", "redirect", args("/no-orgs"), nil),
 			},
 			SignInInput{Account: github, Profile: map[string]any{"login": "ada"}}, Decision{Redirect: "/no-orgs", Source: "Caddyfile:2"}},
-		{"missing key in a deny is false, not a denial",
+		{"missing key in a deny denies: it decides against the user",
 			[]Rule{rule("1", "deny", nil, ifCEL(`profile.suspended == true`)), rule("2", "allow", nil, nil)},
-			SignInInput{}, Decision{Allow: true, Source: "Caddyfile:2"}},
+			SignInInput{}, Decision{Source: "Caddyfile:1"}},
 		{"missing key inside a macro",
 			[]Rule{rule("1", "allow", nil, ifCEL(`profile.groups.exists(g, g == "admins")`)), rule("2", "deny", nil, nil)},
 			SignInInput{Profile: map[string]any{}}, Decision{Source: "Caddyfile:2"}},
@@ -514,9 +514,12 @@ func TestRedirect(t *testing.T) {
 		{"deny wins over allow_origin",
 			[]Rule{allowOrigin, rule("2", "deny", nil, ifCEL(`url.startsWith("https://b.")`))},
 			"https://b.example.com/x", cbBase},
-		{"deny reading a missing request key is false",
+		{"deny reading a missing request key denies",
 			[]Rule{rule("1", "deny", nil, ifCEL(`request.headers.x == "1"`))},
-			"/home", cbBase + "/home"},
+			"/home", cbBase},
+		{"allow reading a missing request key does not allow",
+			[]Rule{allowOrigin, rule("2", "allow", nil, ifCEL(`request.headers.x == "1"`))},
+			"https://evil.example/x", cbBase},
 
 		// rewrite
 		{"rewrite to welcome",
@@ -1108,5 +1111,21 @@ func BenchmarkJWT(b *testing.B) {
 		if err != nil || tok["role"] != "admin" {
 			b.Fatalf("JWT = %v, %v", tok, err)
 		}
+	}
+}
+
+// TestConfigExpand: placeholders in webhook secrets and header values are
+// expanded in a copy; the configuration it came from keeps them.
+func TestConfigExpand(t *testing.T) {
+	orig := Config{JWT: []Rule{
+		rule("1", "set", args("role", `"x"`), nil),
+		{Action: "webhook", Webhook: &WebhookConfig{URL: "http://a.test/x", Secret: "{env.S}", Headers: map[string]string{"X-Key": "{env.K}"}}},
+	}}
+	got := orig.Expand(func(s string) string { return strings.NewReplacer("{env.S}", "secret", "{env.K}", "key").Replace(s) })
+	if wh := got.JWT[1].Webhook; wh.Secret != "secret" || wh.Headers["X-Key"] != "key" || wh.URL != "http://a.test/x" {
+		t.Errorf("expanded webhook %+v", wh)
+	}
+	if wh := orig.JWT[1].Webhook; wh.Secret != "{env.S}" || wh.Headers["X-Key"] != "{env.K}" {
+		t.Errorf("the original changed: %+v", wh)
 	}
 }
