@@ -67,6 +67,7 @@ type webhook struct {
 	headers map[string]string
 	client  *http.Client
 	now     func() time.Time
+	observe WebhookObserver // nil: nobody is told (ObserveWebhooks)
 }
 
 // compileWebhook compiles r's webhook; its URL is r.Webhook.URL or the rule's
@@ -116,7 +117,7 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 
 // call POSTs {"callback": name, <vars>} and returns the answer object. A timeout,
 // a non-2xx status or an answer that is not a JSON object is an error.
-func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (map[string]any, error) {
+func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (answer map[string]any, err error) {
 	payload := make(map[string]any, len(vars)+1)
 	for k, v := range vars {
 		payload[k] = v
@@ -126,8 +127,12 @@ func (w *webhook) call(ctx context.Context, name string, vars map[string]any) (m
 	if err != nil {
 		return nil, fmt.Errorf("webhook %s: encoding the request: %v", w.url, err)
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
+	if w.observe != nil {
+		defer func() { w.observe(name, webhookOutcome(ctx, err), time.Since(start)) }()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("webhook %s: %v", w.url, err)
