@@ -186,6 +186,7 @@ func parseAdmin(d *cf.Dispenser) (*handlers.AdminConfig, error) {
 		if d.Val() != "require" {
 			return nil, d.Errf("unrecognized admin subdirective '%s'", d.Val())
 		}
+		src := source(d)
 		var toks []cf.Token
 		for d.NextArg() {
 			toks = append(toks, d.Token())
@@ -197,6 +198,7 @@ func parseAdmin(d *cf.Dispenser) (*handlers.AdminConfig, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.Source = src
 		a.Require = append(a.Require, *c)
 	}
 	if len(a.Require) == 0 {
@@ -447,7 +449,7 @@ func parseCallbacks(d *cf.Dispenser) (*callbacks.Config, error) {
 // claim to set, not a shorthand condition, and the backtick expression is an
 // argument.
 func parseRule(d *cf.Dispenser, callback string) (callbacks.Rule, error) {
-	r := callbacks.Rule{Action: d.Val(), Source: d.File() + ":" + strconv.Itoa(d.Line())}
+	r := callbacks.Rule{Action: d.Val(), Source: source(d)}
 	action, ok := callbacks.LookupAction(callback, r.Action)
 	if !ok {
 		var names []string
@@ -670,11 +672,23 @@ func parseHandlerOption(h httpcaddyfile.Helper, hd *handlers.Handler) error {
 
 // parseRequire reads `require <condition>`.
 func parseRequire(d *cf.Dispenser) (*callbacks.Condition, error) {
+	src := source(d)
 	toks := lineTokens(d)
 	if len(toks) == 0 {
 		return nil, d.Errf("require needs a condition: require `\"admins\" in token.groups` or a shorthand such as domain example.com")
 	}
-	return parseCondition(d, toks)
+	c, err := parseCondition(d, toks)
+	if err != nil {
+		return nil, err
+	}
+	c.Source = src
+	return c, nil
+}
+
+// source is where the dispenser's line was written ("Caddyfile:12"), for the
+// errors and logs of the rule on it.
+func source(d *cf.Dispenser) string {
+	return d.File() + ":" + strconv.Itoa(d.Line())
 }
 
 // parseHeader reads `header <name> <expression>`.
