@@ -139,6 +139,11 @@ func TestBrowserOIDC(t *testing.T) {
 			client_secret authgate-browser-client-secret
 			scopes openid email profile
 		}
+		callbacks {
+			sign_in {
+				default allow
+			}
+		}
 	}
 }
 
@@ -232,6 +237,11 @@ func TestBrowserEmail(t *testing.T) {
 		provider email {
 			mailer %s
 			from "authgate <auth@example.com>"
+		}
+		callbacks {
+			sign_in {
+				default allow
+			}
 		}
 	}
 }

@@ -59,6 +59,7 @@ import (
 //			users_file <path>
 //			authorize_url <url>
 //			timeout <duration>
+//			failure_window <duration>
 //			mailer <smtp://user:pass@host:port | smtps://… | log>
 //			from <address>
 //			max_age <duration>
@@ -71,9 +72,13 @@ import (
 //			jwt { <rule…> }
 //			session { <rule…> }
 //		}
+//		theme { … }
+//		pages { … }
+//		templates <directory>
 //	}
 //
-// A rule is `<action> [<argument>…] [<condition>]`; a condition is a CEL
+// theme, pages and templates are parsed in operator.go. A rule is
+// `<action> [<argument>…] [<condition>]`; a condition is a CEL
 // expression in backticks, or `email|domain|provider <value…>`, or
 // `claim <path> <value…>`. A webhook rule may have a block:
 //
@@ -169,6 +174,10 @@ func parseRealm(d *cf.Dispenser) (*handlers.Realm, error) {
 				return nil, err
 			}
 			r.Callbacks = c
+		case "theme", "pages", "templates":
+			if err := parseOperatorOption(d, r); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, d.Errf("unrecognized subdirective '%s'", d.Val())
 		}
@@ -280,10 +289,11 @@ func durationArg(d *cf.Dispenser, what string) (caddy.Duration, error) {
 	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil {
-		return 0, d.Errf("%s %q: %v", what, v, err)
+		// Go's own message ("unknown unit \"hays\"") does not say what is wanted.
+		return 0, d.Errf("%s %q: use a duration such as 720h (units: d, h, m, s)", what, v)
 	}
 	if dur <= 0 {
-		return 0, d.Errf("%s %q: must be positive", what, v)
+		return 0, d.Errf("%s %q: must be positive, such as 720h", what, v)
 	}
 	return caddy.Duration(dur), nil
 }
@@ -403,6 +413,8 @@ func parseProviderOption(d *cf.Dispenser, p *providers.Config, strs map[string]*
 		p.Timeout, err = durationArg(d, "provider timeout")
 	case "max_age":
 		p.MaxAge, err = durationArg(d, "provider max_age")
+	case "failure_window":
+		p.FailureWindow, err = durationArg(d, "provider failure_window")
 	default:
 		err = d.Errf("unrecognized provider subdirective '%s'", d.Val())
 	}
@@ -582,6 +594,7 @@ func parseCondition(d *cf.Dispenser, toks []cf.Token) (*callbacks.Condition, err
 //		header <name> <expression>
 //		assertion [<header>]
 //		unauthenticated redirect|status <code>
+//		allow_ambiguous_paths
 //	}
 //
 // The handler goes in a route with the directive's matcher. With a matcher, a
@@ -610,7 +623,11 @@ func ParseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	}, hd)
 	vals := append(endpoints, guard...)
 	h.GroupRoutes(vals)
-	return vals, nil
+	// The routes the matcher leaves public still must not carry a forged
+	// identity to the upstream, nor an ambiguous path past the matcher.
+	shield := &handlers.Handler{Realm: hd.Realm, Headers: hd.Headers, Assertion: hd.Assertion,
+		AllowAmbiguousPaths: hd.AllowAmbiguousPaths, Passive: true}
+	return append(h.NewRoute(nil, shield), vals...), nil
 }
 
 // basePath is the base_path of the realm named in the global options, or the default.
@@ -664,6 +681,11 @@ func parseHandlerOption(h httpcaddyfile.Helper, hd *handlers.Handler) error {
 		hd.Assertion, err = parseAssertion(h.Dispenser)
 	case "unauthenticated":
 		hd.UnauthenticatedStatus, err = parseUnauthenticated(h.Dispenser)
+	case "allow_ambiguous_paths":
+		if h.NextArg() {
+			return h.ArgErr()
+		}
+		hd.AllowAmbiguousPaths = true
 	default:
 		err = h.Errf("unrecognized subdirective '%s'", h.Val())
 	}

@@ -437,6 +437,101 @@ func TestAdaptErrors(t *testing.T) {
 			line: 2,
 			want: []string{"wrong argument count"},
 		},
+		{
+			name: "duration with a unit Go does not know",
+			caddyfile: `{
+	authgate {
+		session {
+			max_age 30days
+		}
+	}
+}`,
+			line: 4,
+			want: []string{`session max_age "30days"`, "use a duration such as 720h"},
+		},
+		{
+			name: "unknown theme subdirective",
+			caddyfile: `{
+	authgate {
+		theme {
+			title Acme
+			colour red
+		}
+	}
+}`,
+			line: 5,
+			want: []string{"unrecognized theme subdirective 'colour'"},
+		},
+		{
+			name: "theme colour that is not a colour",
+			caddyfile: `{
+	authgate {
+		theme {
+			brand_color "red;background:url(//evil)"
+		}
+	}
+}`,
+			line: 4,
+			want: []string{"theme brand_color", "hex color"},
+		},
+		{
+			name: "theme color_scheme",
+			caddyfile: `{
+	authgate {
+		theme {
+			color_scheme sepia
+		}
+	}
+}`,
+			line: 4,
+			want: []string{`color_scheme "sepia"`, "auto, light or dark"},
+		},
+		{
+			name: "theme logo that is not a URL",
+			caddyfile: `{
+	authgate {
+		theme {
+			logo logo.svg
+		}
+	}
+}`,
+			line: 4,
+			want: []string{"theme logo", "logo.svg", "absolute URL"},
+		},
+		{
+			name: "unknown page",
+			caddyfile: `{
+	authgate {
+		pages {
+			signin /login
+		}
+	}
+}`,
+			line: 4,
+			want: []string{"unrecognized pages subdirective 'signin'", "sign_in"},
+		},
+		{
+			name: "page that is not a path or URL",
+			caddyfile: `{
+	authgate {
+		pages {
+			error //evil.example/oops
+		}
+	}
+}`,
+			line: 4,
+			want: []string{"pages error", "//evil.example/oops"},
+		},
+		{
+			name: "templates without a directory",
+			caddyfile: `{
+	authgate {
+		templates
+	}
+}`,
+			line: 3,
+			want: []string{"templates needs one directory"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := testcaddy.AdaptErr(tc.caddyfile)
@@ -534,6 +629,41 @@ func TestValidateErrors(t *testing.T) {
 			issuer http://127.0.0.1:1
 			client_id authgate
 			client_secret s3cret
+		}
+		callbacks {
+			sign_in {
+				allow domain example.com
+			}
+		}`, site),
+		},
+		{
+			name: "open sign-in without a sign_in rule",
+			caddyfile: withRealm("secret "+testSecret, `provider oidc {
+			issuer http://127.0.0.1:1
+			client_id authgate
+			client_secret s3cret
+		}`, site),
+			want: []string{`provider "oidc" lets anyone with an account there sign in`, "allow domain example.com", "default allow"},
+		},
+		{
+			name: "open sign-in with email and credentials",
+			caddyfile: withRealm("secret "+testSecret+"\n\t\turl https://app.example.com", credentials+`
+		provider email {
+			mailer log
+		}`, site),
+			want: []string{`provider "email" lets anyone`},
+		},
+		{
+			name: "default allow opens sign-in on purpose",
+			caddyfile: withRealm("secret "+testSecret, `provider oidc {
+			issuer http://127.0.0.1:1
+			client_id authgate
+			client_secret s3cret
+		}
+		callbacks {
+			sign_in {
+				default allow
+			}
 		}`, site),
 		},
 		{
@@ -768,6 +898,48 @@ http://localhost:8080 {
 }
 `,
 			want: []string{`realm "corp"`, "missing secret"},
+		},
+		{
+			name: "two realms that accept each other's sessions",
+			caddyfile: `{
+	authgate {
+		secret ` + testSecret + `
+		` + credentials + `
+	}
+	authgate corp {
+		secret ` + testSecret + `
+		cookie {
+			name authgate.session-token
+		}
+		` + credentials + `
+	}
+}
+
+http://localhost:8080 {
+	authgate corp
+	respond "upstream"
+}
+`,
+			want: []string{`realms "corp" and "default" would accept each other's sessions`, "authgate.session-token"},
+		},
+		{
+			name: "two realms with the same secret and their default cookies",
+			caddyfile: `{
+	authgate {
+		secret ` + testSecret + `
+		` + credentials + `
+	}
+	authgate corp {
+		secret ` + testSecret + `
+		` + credentials + `
+	}
+}
+
+http://localhost:8080 {
+	authgate corp
+	respond "upstream"
+}
+`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,7 +58,22 @@ func globalBlock(realm string) string {
 
 // globalOptions is globalBlock with more global options.
 func globalOptions(extra, realm string) string {
-	return "{\n\tauto_https off\n\tdefault_bind 127.0.0.1\n" + extra + "\tauthgate {\n\t\tsecret " + testSecret + "\n" + realm + "\n\t}\n}\n"
+	return "{\n\tauto_https off\n\tdefault_bind 127.0.0.1\n" + extra + "\tauthgate {\n\t\tsecret " + testSecret + "\n" + openSignIn(realm) + "\n\t}\n}\n"
+}
+
+// openSignIn lets everyone the test's identity provider or mailbox knows sign
+// in (`sign_in { default allow }`) when the realm has such a provider and
+// writes no sign_in rules itself: authgate refuses an open realm unless it
+// says so (TestValidateErrors covers that refusal).
+func openSignIn(realm string) string {
+	if strings.Contains(realm, "sign_in {") || !(strings.Contains(realm, "provider oidc") || strings.Contains(realm, "provider email") || strings.Contains(realm, "provider github")) {
+		return realm
+	}
+	allow := "\t\t\tsign_in {\n\t\t\t\tdefault allow\n\t\t\t}\n"
+	if strings.Contains(realm, "callbacks {\n") {
+		return strings.Replace(realm, "callbacks {\n", "callbacks {\n"+allow, 1)
+	}
+	return realm + "\t\tcallbacks {\n" + allow + "\t\t}\n"
 }
 
 // waitForLog waits until a log line contains every one of parts; background work

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"net/url"
@@ -105,6 +106,11 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := rl.sessions.update(w, r, st, claims); err != nil {
+		if errors.Is(err, errTokenTooLarge) {
+			rl.logger.Info("session update refused: too large; the session is kept", zap.Any("user_id", st.token["sub"]), zap.Error(err))
+			writeError(w, http.StatusRequestEntityTooLarge, "SessionTooLarge")
+			return
+		}
 		rl.logger.Error("storing the updated session", zap.Error(err))
 		if rl.sessions.database {
 			writeError(w, http.StatusServiceUnavailable, errSessionUnavailable)
@@ -113,13 +119,21 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	st = &sessionState{cb: rl.cb, token: claims, expires: rl.sessions.now().Add(rl.sessions.maxAge)}
+	rl.sessionUpdated(claims)
+	updated := &sessionState{cb: rl.cb, token: claims, expires: rl.sessions.now().Add(rl.sessions.maxAge)}
+	if st.entry != nil && st.entry.user != nil {
+		// A database session's callback sees the stored user, here as on GET.
+		updated.entry = &tokenEntry{claims: claims, user: st.entry.user, expires: updated.expires}
+	}
+	st = updated
 	writeSessionJSON(w, r, st, rl.logger)
 }
 
-// verify: GET /verify, the answer for another proxy's forward-auth request: 200
-// with the identity headers for a valid session, 401 otherwise.
-func (rl *realm) verify(w http.ResponseWriter, r *http.Request) {
+// verify: GET /verify, the answer for another proxy's forward-auth request:
+// 200 with the identity headers of the site handler it is served through (its
+// `header` lines, or the defaults), 403 when its `require` lines do not hold,
+// 401 without a session.
+func (rl *realm) verify(w http.ResponseWriter, r *http.Request, h *Handler) {
 	st, ok := rl.endpointSession(w, r)
 	if !ok {
 		return
@@ -128,10 +142,13 @@ func (rl *realm) verify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, errSessionRequired)
 		return
 	}
-	for i, name := range defaultHeaderNames {
-		if v := st.entryDefault(i); v != nil {
-			w.Header()[name] = v
-		}
+	v := h.view(st, r)
+	if !v.allowed {
+		writeError(w, http.StatusForbidden, errAccessDenied)
+		return
+	}
+	for _, hv := range v.headers {
+		w.Header()[hv.name] = hv.value
 	}
 	w.WriteHeader(http.StatusOK)
 }

@@ -83,6 +83,18 @@ type Realm struct {
 
 	// Callbacks are the sign_in, redirect, jwt and session rules.
 	Callbacks *callbacks.Config `json:"callbacks,omitempty"`
+
+	// Theme brands the built-in pages: title, logo, colours, colour scheme.
+	Theme *ThemeConfig `json:"theme,omitempty"`
+
+	// Pages sends users to the operator's own sign-in, sign-out, error,
+	// verify-request and new-user pages instead of the built-in ones.
+	Pages *PagesConfig `json:"pages,omitempty"`
+
+	// Templates is a directory of html/template files that replace the built-in
+	// layout.html, signin.html, signout.html and message.html, each that it
+	// holds. A template that does not parse or run fails provisioning.
+	Templates string `json:"templates,omitempty"`
 }
 
 // StoreConfig selects where a realm keeps its records.
@@ -164,7 +176,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.realms[name] = rl
 	}
-	return nil
+	if err := checkDistinct(a.realms); err != nil {
+		return err
+	}
+	return a.instrument(ctx)
 }
 
 // Start opens the realms' stores. It is not done at provision, so that
@@ -176,7 +191,7 @@ func (a *App) Start() error {
 		if err != nil {
 			return fmt.Errorf("realm %q: %v", name, err)
 		}
-		rl.sessions.store = st
+		rl.sessions.store = rl.metrics.countStoreErrors(st)
 		if err := rl.sessions.startRevocations(a.ctx); err != nil {
 			return fmt.Errorf("realm %q: loading revocations: %v", name, err)
 		}

@@ -15,7 +15,16 @@ const (
 type signedAssertion struct {
 	value   []string
 	iss     string
+	aud     string
 	expires time.Time
+}
+
+// siteOrigin is the origin the request was sent to.
+func siteOrigin(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
 }
 
 // assertion returns the signed identity assertion for the request's session,
@@ -24,10 +33,13 @@ type signedAssertion struct {
 func (rl *realm) assertion(st *sessionState, r *http.Request) ([]string, error) {
 	now := rl.sessions.now()
 	iss := rl.origin.base(r).String()
-	if a := st.entry.assertion.Load(); a != nil && a.iss == iss && now.Add(assertionRenew).Before(a.expires) {
+	// The audience is the site the request is for: an assertion taken from one
+	// site's upstream does not pass at another's.
+	aud := siteOrigin(r)
+	if a := st.entry.assertion.Load(); a != nil && a.iss == iss && a.aud == aud && now.Add(assertionRenew).Before(a.expires) {
 		return a.value, nil
 	}
-	claims := map[string]any{"iss": iss}
+	claims := map[string]any{"iss": iss, "aud": aud}
 	for _, k := range []string{"sub", "email", "name"} {
 		if v, ok := st.token[k]; ok && v != nil {
 			claims[k] = v
@@ -37,7 +49,7 @@ func (rl *realm) assertion(st *sessionState, r *http.Request) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	a := &signedAssertion{value: []string{tok}, iss: iss, expires: now.Add(assertionTTL)}
+	a := &signedAssertion{value: []string{tok}, iss: iss, aud: aud, expires: now.Add(assertionTTL)}
 	st.entry.assertion.Store(a)
 	return a.value, nil
 }

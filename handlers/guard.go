@@ -41,6 +41,18 @@ type Handler struct {
 	// instead of redirecting browsers to the sign-in page.
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
 
+	// AllowAmbiguousPaths lets through request paths that Caddy's matchers and
+	// common upstreams read differently (a `;` parameter, an encoded slash or
+	// backslash, a backslash, a NUL, double percent-encoding), which are
+	// otherwise answered 400: with it, `path /admin/*` may not see a request
+	// that the upstream serves as /admin/….
+	AllowAmbiguousPaths bool `json:"allow_ambiguous_paths,omitempty"`
+
+	// Passive handlers guard nothing: they strip client-sent identity headers
+	// and refuse ambiguous paths on the routes a guard's matcher leaves public.
+	// The Caddyfile adds one for every `authgate <matcher>`.
+	Passive bool `json:"passive,omitempty"`
+
 	realm *realm
 	// tokenOnly: require and headers read no `request`, so their results are
 	// computed once per token.
@@ -119,6 +131,9 @@ func (h *Handler) compile(rl *realm) error {
 		h.Assertion = http.CanonicalHeaderKey(h.Assertion)
 		h.strip = append(h.strip, stripName(h.Assertion))
 	}
+	if h.Passive {
+		return nil
+	}
 	h.tokenOnly = !rl.cb.HasSessionRules() || rl.cb.SessionDependsOnTokenOnly()
 	for _, c := range h.require {
 		h.tokenOnly = h.tokenOnly && !c.UsesRequest()
@@ -158,22 +173,36 @@ func CheckUnauthenticatedStatus(code int) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rl := h.realm
+	if !h.AllowAmbiguousPaths {
+		if reason := ambiguousPath(r); reason != "" {
+			return h.refuseAmbiguous(w, r, reason)
+		}
+	}
+	rs := stateOf(r)
+	h.stripIdentityHeaders(r, rs)
+	if h.Passive {
+		return next.ServeHTTP(w, r)
+	}
 	if !rl.started.Load() {
+		rl.metrics.decide(decisionUnavailable)
 		return unavailable(w, r, rl.pages, rl.logger, errNotStarted)
 	}
 	if sub, ok := rl.endpoint(r.URL.Path); ok {
-		return rl.serveEndpoint(w, r, sub)
+		return rl.serveEndpoint(w, r, sub, h)
 	}
 
-	h.stripIdentityHeaders(r)
-	st, err := rl.sessions.read(w, r, rl.cb)
+	st, err := rs.session(w, r, rl)
 	if err != nil {
+		rl.metrics.decide(decisionUnavailable)
 		return unavailable(w, r, rl.pages, rl.logger, err)
 	}
 	if st == nil || st.entry.failedRefresh {
 		return h.unauthenticated(w, r)
 	}
-	stripAuthCookies(r, rl.sessions.isAuthCookie)
+	if rs.realm != rl || !rs.cookiesStripped {
+		stripAuthCookies(r, rl.sessions.isAuthCookie)
+		rs.cookiesStripped = rs.realm == rl
+	}
 
 	if repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); repl != nil {
 		repl.Set("http.auth.user.id", st.token["sub"])
@@ -186,7 +215,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.forbidden(w, r)
 	}
 	for _, hv := range v.headers {
-		r.Header[hv.name] = hv.value
+		rs.setHeader(r, hv.name, hv.value)
 	}
 	if h.Assertion != "" {
 		a, err := rl.assertion(st, r)
@@ -194,8 +223,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.logger.Error("signing the upstream assertion; refusing the request", zap.Error(err))
 			return h.forbidden(w, r)
 		}
-		r.Header[h.Assertion] = a
+		rs.setHeader(r, h.Assertion, a)
 	}
+	rl.metrics.decide(decisionAllowed)
 	return next.ServeHTTP(w, r)
 }
 
@@ -275,6 +305,7 @@ func requireHolds(checks []*callbacks.Check, vars map[string]any, logger *zap.Lo
 // forbidden answers a signed-in request this route does not allow: an HTML page
 // for browsers, JSON for others.
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request) error {
+	h.realm.metrics.decide(decisionForbidden)
 	w.Header().Set("Cache-Control", "no-store")
 	if isNavigation(r) {
 		h.realm.pages.message(w, http.StatusForbidden, pageData{
@@ -290,6 +321,7 @@ func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request) error {
 
 // unauthenticated answers a request that has no valid session.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
+	h.realm.metrics.decide(decisionUnauthenticated)
 	w.Header().Set("Cache-Control", "no-store")
 	if h.UnauthenticatedStatus == 0 && isNavigation(r) {
 		target := h.realm.origin.base(r).String() + r.URL.RequestURI()
@@ -318,47 +350,6 @@ func headerSafe(s string) string {
 		}
 	}
 	return s
-}
-
-// stripIdentityHeaders deletes every client-sent header the upstream could
-// mistake for identity: any X-Auth-Request-* and any configured header, in any
-// case and with '_' for '-' (some servers map both to the same variable).
-func (h *Handler) stripIdentityHeaders(r *http.Request) {
-	for k := range r.Header {
-		if len(k) >= len(identityPrefix) && headerNameEqual(k[:len(identityPrefix)], identityPrefix) {
-			delete(r.Header, k)
-			continue
-		}
-		for _, name := range h.strip {
-			if headerNameEqual(k, name) {
-				delete(r.Header, k)
-				break
-			}
-		}
-	}
-}
-
-const identityPrefix = "x-auth-request-"
-
-// headerNameEqual reports whether header name k spells want (lowercase, '-'),
-// ignoring case and reading '_' as '-'. It allocates nothing: it runs for every
-// header of every request.
-func headerNameEqual(k, want string) bool {
-	if len(k) != len(want) {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		} else if c == '_' {
-			c = '-'
-		}
-		if c != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // stripAuthCookies removes authgate's own cookies from the request, so the

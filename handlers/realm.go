@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,11 @@ type realm struct {
 	pages     *pages
 	routes    routes
 	logger    *zap.Logger
+	// metrics and events report what happens (DESIGN.md "Operator surface");
+	// nil until the app instruments the realm, and then nothing is reported.
+	metrics   *realmMetrics
+	events    *emitter
+	healthLog healthLog
 	// started is set once the app opened the store: Caddy starts its apps in no
 	// particular order, so the HTTP server may take requests before that.
 	started atomic.Bool
@@ -54,14 +61,17 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	rl := &realm{name: name, logger: logger, links: linkTokens{secrets: secrets}, pages: newPages(logger)}
+	rl := &realm{name: name, logger: logger, links: linkTokens{secrets: secrets}}
+	if rl.pages, err = compilePages(cfg, repl, logger); err != nil {
+		return nil, err
+	}
 	if rl.basePath, err = compileBasePath(cfg.BasePath); err != nil {
 		return nil, err
 	}
 	if rl.origin, err = compileOrigin(cfg.URL, cfg.Cookie, repl); err != nil {
 		return nil, err
 	}
-	if rl.sessions, err = newSessions(rl.origin, secrets, cfg.Cookie, cfg.Session, logger); err != nil {
+	if rl.sessions, err = newSessions(rl.origin, defaultCookie(name), secrets, cfg.Cookie, cfg.Session, logger); err != nil {
 		return nil, err
 	}
 	rl.state = &stateCookie{origin: rl.origin}
@@ -79,6 +89,9 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	if rl.providers, err = compileProviders(ctx, cfg.Providers, rl.origin.baseURL != nil, repl, logger); err != nil {
 		return nil, err
 	}
+	if err := checkOpenSignIn(rl.providers, cfg.Callbacks); err != nil {
+		return nil, err
+	}
 	if rl.cb, err = compileCallbacks(cfg.Callbacks, repl); err != nil {
 		return nil, err
 	}
@@ -89,6 +102,40 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	}
 	rl.routes = newRoutes(rl)
 	return rl, nil
+}
+
+// defaultCookie is the session cookie's name unless the realm names one: a
+// named realm's own, so that two realms never read each other's sessions.
+func defaultCookie(realm string) string {
+	if realm == DefaultRealm {
+		return defaultCookieName
+	}
+	return "authgate." + realm + ".session-token"
+}
+
+// checkDistinct fails when two realms would accept each other's session
+// tokens: the same cookie name (so the same key derivation salt) and a secret
+// in common.
+func checkDistinct(realms map[string]*realm) error {
+	names := make([]string, 0, len(realms))
+	for n := range realms {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			ra, rb := realms[a], realms[b]
+			if ra.sessions.cookieName != rb.sessions.cookieName {
+				continue
+			}
+			for _, sa := range ra.links.secrets {
+				if slices.Contains(rb.links.secrets, sa) {
+					return fmt.Errorf("realms %q and %q would accept each other's sessions: they share a secret and the cookie name %q; give one its own secret or `cookie { name … }`", a, b, ra.sessions.cookieName)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // compileSecrets expands and checks the realm's secrets.
@@ -147,9 +194,9 @@ func compileOrigin(rawURL string, cookie *CookieConfig, repl *caddy.Replacer) (*
 }
 
 // newSessions compiles the session settings: cookie name and format, strategy, lifetimes.
-func newSessions(o *origin, secrets []string, cookie *CookieConfig, cfg *SessionConfig, logger *zap.Logger) (*sessions, error) {
+func newSessions(o *origin, cookieName string, secrets []string, cookie *CookieConfig, cfg *SessionConfig, logger *zap.Logger) (*sessions, error) {
 	s := &sessions{
-		origin: o, cookieName: defaultCookieName, maxAge: defaultMaxAge, updateAge: defaultUpdateAge,
+		origin: o, cookieName: cookieName, maxAge: defaultMaxAge, updateAge: defaultUpdateAge,
 		cache: newTokenCache(defaultTokenCacheSize), revoked: newRevocations(), logger: logger, now: time.Now,
 	}
 	format := session.FormatAuthJS
@@ -230,6 +277,22 @@ func compileProviders(ctx context.Context, cfgs []providers.Config, hasURL bool,
 		ps.list = append(ps.list, p)
 	}
 	return ps, nil
+}
+
+// checkOpenSignIn fails for a realm that would let anyone with a GitHub,
+// Google or email account in: a provider other than credentials, whose users
+// are the operator's own, and no sign_in rule. `default allow` says that
+// everyone is meant.
+func checkOpenSignIn(ps *providerSet, cfg *callbacks.Config) error {
+	if cfg != nil && len(cfg.SignIn) > 0 {
+		return nil
+	}
+	for _, p := range ps.list {
+		if p.Type() != providers.TypeCredentials {
+			return fmt.Errorf("provider %q lets anyone with an account there sign in, and no sign_in rule says who may: add one to `callbacks { sign_in { … } }`, such as `allow domain example.com`, or `default allow` to let everyone in", p.ID())
+		}
+	}
+	return nil
 }
 
 // compileCallbacks compiles the rules, expanding placeholders ({env.X}) in

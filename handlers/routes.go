@@ -7,8 +7,9 @@ import (
 )
 
 // endpointFunc serves one endpoint; arg is the path segment after the
-// endpoint's name (the provider of /signin/{provider}), or "".
-type endpointFunc func(w http.ResponseWriter, r *http.Request, arg string)
+// endpoint's name (the provider of /signin/{provider}), or "". h is the site
+// handler the request came through (/verify applies its rules).
+type endpointFunc func(w http.ResponseWriter, r *http.Request, arg string, h *Handler)
 
 // route is one endpoint: what serves each method it allows.
 type route struct {
@@ -57,23 +58,24 @@ func (rt routes) lookup(sub string) (*route, string) {
 // newRoutes is the table of rl's endpoints (DESIGN.md's endpoint table).
 func newRoutes(rl *realm) routes {
 	rt := routes{}
-	rt.handle("signin", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.signinPage(w, r) })
-	rt.handle("signin/{}", http.MethodPost, rl.signin)
-	rt.handle("callback/{}", http.MethodGet, rl.callback)
-	rt.handle("callback/{}", http.MethodPost, rl.callback)
-	rt.handle("signout", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.signoutPage(w, r) })
-	rt.handle("signout", http.MethodPost, func(w http.ResponseWriter, r *http.Request, _ string) { rl.signout(w, r) })
-	rt.handle("session", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.sessionJSON(w, r) })
-	rt.handle("session", http.MethodPost, func(w http.ResponseWriter, r *http.Request, _ string) { rl.updateSession(w, r) })
-	rt.handle("csrf", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.csrfJSON(w, r) })
-	rt.handle("providers", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.providersJSON(w, r) })
-	rt.handle("error", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.errorPage(w, r) })
-	rt.handle("verify-request", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.verifyRequestPage(w, r) })
-	rt.handle("verify", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.verify(w, r) })
-	rt.handle("jwks.json", http.MethodGet, func(w http.ResponseWriter, _ *http.Request, _ string) { rl.jwks(w) })
+	rt.handle("signin", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.signinPage(w, r) })
+	rt.handle("signin/{}", http.MethodPost, func(w http.ResponseWriter, r *http.Request, id string, _ *Handler) { rl.signin(w, r, id) })
+	rt.handle("callback/{}", http.MethodGet, func(w http.ResponseWriter, r *http.Request, id string, _ *Handler) { rl.callback(w, r, id) })
+	rt.handle("callback/{}", http.MethodPost, func(w http.ResponseWriter, r *http.Request, id string, _ *Handler) { rl.callback(w, r, id) })
+	rt.handle("signout", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.signoutPage(w, r) })
+	rt.handle("signout", http.MethodPost, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.signout(w, r) })
+	rt.handle("session", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.sessionJSON(w, r) })
+	rt.handle("session", http.MethodPost, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.updateSession(w, r) })
+	rt.handle("csrf", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.csrfJSON(w, r) })
+	rt.handle("providers", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.providersJSON(w, r) })
+	rt.handle("error", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.errorPage(w, r) })
+	rt.handle("verify-request", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.verifyRequestPage(w, r) })
+	rt.handle("verify", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, h *Handler) { rl.verify(w, r, h) })
+	rt.handle("jwks.json", http.MethodGet, func(w http.ResponseWriter, _ *http.Request, _ string, _ *Handler) { rl.jwks(w) })
+	rt.handle("health", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.health(w, r) })
 	if rl.admin != nil {
-		rt.handle("admin/sessions", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string) { rl.adminSessions(w, r) })
-		rt.handle("admin/revoke", http.MethodPost, func(w http.ResponseWriter, r *http.Request, _ string) { rl.adminRevoke(w, r) })
+		rt.handle("admin/sessions", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.adminSessions(w, r) })
+		rt.handle("admin/revoke", http.MethodPost, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.adminRevoke(w, r) })
 	}
 	return rt
 }
@@ -92,7 +94,7 @@ func (rl *realm) endpoint(path string) (string, bool) {
 
 // serveEndpoint serves a request under the base path: its route, a 405 that
 // names the methods the endpoint allows, or a 404.
-func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub string) error {
+func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub string, h *Handler) error {
 	w.Header().Set("Cache-Control", "private, no-store")
 	ro, arg := rl.routes.lookup(sub)
 	if ro == nil {
@@ -105,6 +107,6 @@ func (rl *realm) serveEndpoint(w http.ResponseWriter, r *http.Request, sub strin
 		rl.pages.message(w, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed", Message: "This address does not take that kind of request."})
 		return nil
 	}
-	f(w, r, arg)
+	f(w, r, arg, h)
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -168,6 +170,7 @@ func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, s
 			s.logger.Error("renewing the session token", zap.Error(err))
 			return e, raw
 		}
+		s.cache.replace(raw, tok, ne, now) // the browser sends the new token from now on
 		s.setCookie(w, r, tok)
 		s.record(r.Context(), ne)
 		return ne, tok
@@ -245,12 +248,23 @@ func sessionKey(raw string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// maxTokenBytes bounds a session token: its cookie, chunked, must stay under
+// what servers accept in request headers (Caddy answers 431 past ~1 MB of
+// headers, many proxies past 8–16 KB), or the user could not even sign out.
+const maxTokenBytes = 12 << 10
+
+// errTokenTooLarge refuses a session token whose cookie would exceed maxTokenBytes.
+var errTokenTooLarge = fmt.Errorf("the session would exceed %d KB: it is not issued (keep large data out of the token)", maxTokenBytes>>10)
+
 // issue encodes claims as a new session token and caches it.
 func (s *sessions) issue(claims map[string]any, secure bool, now time.Time) (string, *tokenEntry, error) {
 	codec := s.codecs[idx(secure)]
 	tok, err := codec.Encode(claims, s.maxAge, now)
 	if err != nil {
 		return "", nil, err
+	}
+	if len(tok) > maxTokenBytes {
+		return "", nil, errTokenTooLarge
 	}
 	// The codec sets iat, exp and jti: read them back for the cache.
 	full, err := codec.Decode(tok, now)
@@ -272,6 +286,9 @@ func (s *sessions) start(w http.ResponseWriter, r *http.Request, claims map[stri
 	var value string
 	if s.database {
 		sub, _ := claims["sub"].(string)
+		if size, err := jsonSize(claims); err != nil || size > maxTokenBytes {
+			return errTokenTooLarge
+		}
 		value = randomString()
 		if err := s.store.CreateSession(ctx, store.Session{ID: sessionKey(value), UserID: sub, Expires: now.Add(s.maxAge), Data: claims}); err != nil {
 			return err
@@ -303,6 +320,9 @@ func (s *sessions) update(w http.ResponseWriter, r *http.Request, st *sessionSta
 		return s.start(w, r, claims)
 	}
 	ctx := r.Context()
+	if size, err := jsonSize(claims); err != nil || size > maxTokenBytes {
+		return errTokenTooLarge
+	}
 	stored := store.Session{ID: st.key, UserID: st.entry.userID, Expires: s.now().Add(s.maxAge), Data: claims}
 	if err := s.store.UpdateSession(ctx, stored); err != nil {
 		return err
@@ -311,6 +331,13 @@ func (s *sessions) update(w http.ResponseWriter, r *http.Request, st *sessionSta
 	raw, _ := session.ReadChunked(r, s.names[idx(s.origin.secure(r))])
 	s.setCookie(w, r, raw)
 	return nil
+}
+
+// jsonSize is how many bytes claims take as JSON: a database session's data is
+// held to the same bound as a token.
+func jsonSize(claims map[string]any) (int, error) {
+	b, err := json.Marshal(claims)
+	return len(b), err
 }
 
 // record lists a jwt session under its user in the store (with the expiry of

@@ -80,7 +80,7 @@ func TestRefreshRotation(t *testing.T) {
 		Realm: fmt.Sprintf("\t\tprovider oidc {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tscopes openid email profile offline_access\n\t\t}\n",
 			idp.Issuer, client.ID, client.Secret) +
 			redisStore(rs.Addr, prefix) +
-			"\t\tcallbacks {\n\t\t\tjwt {\n\t\t\t\trefresh_access_token\n\t\t\t}\n\t\t}\n",
+			"\t\tcallbacks {\n\t\t\tsign_in {\n\t\t\t\tdefault allow\n\t\t\t}\n\t\t\tjwt {\n\t\t\t\trefresh_access_token\n\t\t\t}\n\t\t}\n",
 		Directive: "authgate {\n\t\theader X-Access-Token " + bt + "token.access_token" + bt + "\n\t}",
 	}
 	a := startInstanceOn(t, "A", portA, up, false, cfg)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -25,7 +26,12 @@ var mu sync.Mutex
 
 // Server is a running Caddy.
 type Server struct {
+	// AdminURL is the admin API's address (StartAdmin), "" when it is off.
+	AdminURL string
+
 	logFile  string
+	dataDir  string
+	admin    string // the admin API's listen address, "" for off
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -70,24 +76,24 @@ func Validate(caddyfile string) error {
 // Start runs the Caddyfile's config until the test ends.
 func Start(t testing.TB, caddyfile string) *Server {
 	t.Helper()
-	js := Adapt(t, caddyfile)
-	var cfg map[string]any
-	if err := json.Unmarshal(js, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	return start(t, caddyfile, "")
+}
+
+// StartAdmin is Start with Caddy's admin API on a loopback port, at
+// AdminURL: for tests that read its /metrics.
+func StartAdmin(t testing.TB, caddyfile string) *Server {
+	t.Helper()
+	return start(t, caddyfile, "127.0.0.1:"+strconv.Itoa(FreePort(t)))
+}
+
+func start(t testing.TB, caddyfile, admin string) *Server {
+	t.Helper()
 	dir := t.TempDir()
-	s := &Server{logFile: filepath.Join(dir, "caddy.log")}
-	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
-	cfg["storage"] = map[string]any{"module": "file_system", "root": filepath.Join(dir, "data")}
-	cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
-		"level":   "DEBUG",
-		"writer":  map[string]any{"output": "file", "filename": s.logFile},
-		"encoder": map[string]any{"format": "json"},
-	}}}
-	js, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
+	s := &Server{logFile: filepath.Join(dir, "caddy.log"), dataDir: filepath.Join(dir, "data"), admin: admin}
+	if admin != "" {
+		s.AdminURL = "http://" + admin
 	}
+	js := s.config(t, caddyfile)
 	mu.Lock()
 	if err := caddy.Load(js, true); err != nil {
 		mu.Unlock()
@@ -102,6 +108,42 @@ func Start(t testing.TB, caddyfile string) *Server {
 		}
 	})
 	return s
+}
+
+// Reload loads another config into the running Caddy, as `caddy reload` does
+// (force: even when it is the same config), with the same log and data directory.
+func (s *Server) Reload(t testing.TB, caddyfile string, force bool) {
+	t.Helper()
+	if err := caddy.Load(s.config(t, caddyfile), force); err != nil {
+		t.Fatalf("reloading Caddy: %v", err)
+	}
+}
+
+// config adapts the Caddyfile, with the admin endpoint of s (off unless
+// StartAdmin), the data directory
+// and the log file of s.
+func (s *Server) config(t testing.TB, caddyfile string) []byte {
+	t.Helper()
+	js := Adapt(t, caddyfile)
+	var cfg map[string]any
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	if s.admin != "" {
+		cfg["admin"] = map[string]any{"listen": s.admin, "config": map[string]any{"persist": false}}
+	}
+	cfg["storage"] = map[string]any{"module": "file_system", "root": s.dataDir}
+	cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
+		"level":   "DEBUG",
+		"writer":  map[string]any{"output": "file", "filename": s.logFile},
+		"encoder": map[string]any{"format": "json"},
+	}}}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // Stop stops Caddy before the test ends, so that the test can start another
