@@ -36,7 +36,7 @@ func TestUpstreamAssertion(t *testing.T) {
 			return nil, jwt.ErrTokenUnverifiable
 		}
 		return k[0].Key, nil
-	}, jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithIssuer(base), jwt.WithExpirationRequired())
+	}, jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithIssuer(base), jwt.WithAudience(base), jwt.WithExpirationRequired())
 	if err != nil {
 		t.Fatalf("the assertion does not verify with /.auth/jwks.json: %v", err)
 	}
