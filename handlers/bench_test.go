@@ -2,6 +2,10 @@ package handlers
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,8 +16,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	josecipher "github.com/go-jose/go-jose/v4/cipher"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/hkdf"
 
 	"github.com/authgate/caddy-authgate/callbacks"
 	"github.com/authgate/caddy-authgate/providers"
@@ -82,32 +88,59 @@ func benchRequest(cookies ...*http.Cookie) *http.Request {
 	return r.WithContext(ctx)
 }
 
-// discard is a ResponseWriter that keeps nothing, so the benchmark measures the handler.
-type discard struct{ h http.Header }
+// discard is a ResponseWriter that keeps only the status, so the benchmark
+// measures the handler.
+type discard struct {
+	h      http.Header
+	status int // 0: none written (the request went on to the next handler)
+}
 
 func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discard) WriteHeader(int)             {}
+func (d *discard) WriteHeader(code int)        { d.status = code }
 
 var noop = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 
-// runGuard benchmarks ServeHTTP with fresh headers each iteration (a request's
-// headers are mutated by the guard).
-func runGuard(b *testing.B, h caddyhttp.MiddlewareHandler, cookies ...*http.Cookie) {
-	base := benchRequest(cookies...)
+// runGuard benchmarks ServeHTTP with fresh headers and Caddy variables each
+// iteration (the guard mutates a request's headers and keeps its state in the
+// variables), and checks every answer: 0 = passed to the next handler.
+func runGuard(b *testing.B, h caddyhttp.MiddlewareHandler, status int, cookies ...*http.Cookie) {
+	runRequests(b, h, status, nil, benchRequest(cookies...))
+}
+
+// runRefused is runGuard for a client that asks for JSON, as the load
+// benchmark's does: a refused session is a 401, not a redirect to sign in.
+func runRefused(b *testing.B, h caddyhttp.MiddlewareHandler, cookies ...*http.Cookie) {
+	r := benchRequest(cookies...)
+	r.Header.Set("Accept", "application/json")
+	runRequests(b, h, http.StatusUnauthorized, nil, r)
+}
+
+// runRequests is runGuard on request base, calling before ahead of each
+// request (cold: forget the cache).
+func runRequests(b *testing.B, h caddyhttp.MiddlewareHandler, status int, before func(), base *http.Request) {
 	hdr := base.Header.Clone()
+	vars := base.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	w := &discard{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
+		if before != nil {
+			before()
+		}
 		r := *base
 		r.Header = make(http.Header, len(hdr)+3)
 		for k, v := range hdr {
 			r.Header[k] = v
 		}
+		clear(vars)
 		clear(w.h)
+		w.status = 0
 		if err := h.ServeHTTP(w, &r, noop); err != nil {
 			b.Fatal(err)
+		}
+		if w.status != status {
+			b.Fatalf("status %d, want %d", w.status, status)
 		}
 	}
 }
@@ -120,13 +153,13 @@ func (passThrough) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 }
 
 func BenchmarkBaselineNoop(b *testing.B) {
-	runGuard(b, passThrough{})
+	runGuard(b, passThrough{}, 0)
 }
 
 func BenchmarkGuardValid(b *testing.B) {
 	rl := benchRealm(b, nil)
 	h := benchHandler(b, rl, &Handler{})
-	runGuard(b, h, sessionCookie(b, rl, aliceClaims))
+	runGuard(b, h, 0, sessionCookie(b, rl, aliceClaims))
 }
 
 func BenchmarkGuardValidRules(b *testing.B) {
@@ -139,7 +172,7 @@ func BenchmarkGuardValidRules(b *testing.B) {
 			{Name: "X-Name", Expr: "token.name"},
 		},
 	})
-	runGuard(b, h, sessionCookie(b, rl, aliceClaims))
+	runGuard(b, h, 0, sessionCookie(b, rl, aliceClaims))
 }
 
 func BenchmarkGuardRejected(b *testing.B) {
@@ -147,7 +180,7 @@ func BenchmarkGuardRejected(b *testing.B) {
 	h := benchHandler(b, rl, &Handler{})
 	c := sessionCookie(b, rl, aliceClaims)
 	c.Value = c.Value[:len(c.Value)-4] + "AAAA"
-	runGuard(b, h, c)
+	runRefused(b, h, c)
 }
 
 func BenchmarkGuardChunked8KB(b *testing.B) {
@@ -167,7 +200,7 @@ func BenchmarkGuardChunked8KB(b *testing.B) {
 	if len(cookies) < 2 {
 		b.Fatalf("want a chunked cookie, got %d chunk(s)", len(cookies))
 	}
-	runGuard(b, h, cookies...)
+	runGuard(b, h, 0, cookies...)
 }
 
 func BenchmarkEncodeAtSignIn(b *testing.B) {
@@ -186,16 +219,80 @@ func BenchmarkGuardCold(b *testing.B) {
 	rl := benchRealm(b, nil)
 	h := benchHandler(b, rl, &Handler{})
 	c := sessionCookie(b, rl, aliceClaims)
-	base := benchRequest(c)
-	hdr := base.Header.Clone()
-	w := &discard{h: http.Header{}}
+	runRequests(b, h, 0, func() { rl.sessions.cache.remove(c.Value) }, benchRequest(c))
+}
+
+// benchToken is the token BenchmarkGuardCold decodes, with its parts.
+func benchToken(b *testing.B) (rl *realm, token string, parts []string) {
+	rl = benchRealm(b, nil)
+	token = sessionCookie(b, rl, aliceClaims).Value
+	return rl, token, strings.Split(token, ".")
+}
+
+// BenchmarkCryptoFloor is the least any decode of BenchmarkGuardCold's token
+// must do: open it (A256CBC-HS512: HMAC-SHA-512 and AES-256-CBC) with
+// go-jose's exported AEAD, from bytes already decoded, nothing parsed.
+func BenchmarkCryptoFloor(b *testing.B) {
+	rl, _, parts := benchToken(b)
+	name := rl.sessions.cookieName
+	key := make([]byte, 64)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, []byte(benchSecret), []byte(name), []byte("Auth.js Generated Encryption Key ("+name+")")), key); err != nil {
+		b.Fatal(err)
+	}
+	aead, err := josecipher.NewCBCHMAC(key, aes.NewCipher)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec := base64.RawURLEncoding.DecodeString
+	iv, _ := dec(parts[2])
+	ct, _ := dec(parts[3])
+	tag, _ := dec(parts[4])
+	sealed, aad := append(ct, tag...), []byte(parts[0])
+	if _, err := aead.Open(nil, iv, sealed, aad); err != nil {
+		b.Fatalf("the floor does not open the token: %v", err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		rl.sessions.cache.clear()
-		r := *base
-		r.Header = hdr.Clone()
-		if err := h.ServeHTTP(w, &r, noop); err != nil {
+		if _, err := aead.Open(nil, iv, sealed, aad); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecodeForgedTag decodes a token whose header is authgate's and whose
+// tag is wrong: refused after the HMAC, with no decryption.
+func BenchmarkDecodeForgedTag(b *testing.B) {
+	rl, _, parts := benchToken(b)
+	parts[4] = "A" + parts[4][1:]
+	if parts[4] == strings.Split(sessionCookie(b, rl, aliceClaims).Value, ".")[4] {
+		parts[4] = "B" + parts[4][1:]
+	}
+	benchRefused(b, rl, strings.Join(parts, "."))
+}
+
+// BenchmarkDecodeForgedHeader decodes a token whose header is not one authgate
+// writes (alg none): refused from the header alone.
+func BenchmarkDecodeForgedHeader(b *testing.B) {
+	rl, _, parts := benchToken(b)
+	parts[0] = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","enc":"A256CBC-HS512","kid":"x"}`))
+	benchRefused(b, rl, strings.Join(parts, "."))
+}
+
+func benchRefused(b *testing.B, rl *realm, token string) {
+	codec, now := rl.sessions.codecs[0], time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := codec.DecodeKey(token, now); err == nil {
+			b.Fatal("a forged token decoded")
+		}
+	}
+}
+
+// BenchmarkGuardForgedHeader is BenchmarkDecodeForgedHeader's token at the
+// guard: 401, and the cookie cleared.
+func BenchmarkGuardForgedHeader(b *testing.B) {
+	rl, _, parts := benchToken(b)
+	h := benchHandler(b, rl, &Handler{})
+	parts[0] = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","enc":"A256CBC-HS512","kid":"x"}`))
+	runRefused(b, h, &http.Cookie{Name: rl.sessions.cookieName, Value: strings.Join(parts, ".")})
 }

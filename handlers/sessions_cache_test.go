@@ -1,27 +1,323 @@
 package handlers
 
 import (
+	"fmt"
+	"net/http"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/authgate/caddy-authgate/callbacks"
 )
 
-// The token cache never holds more than its bound, however many distinct
-// sessions pass, and an entry is not served past its token's expiry.
+// cacheTestEntry is the entry of a typical session token: the claims a
+// credentials sign-in writes.
+func cacheTestEntry(i int, exp time.Time) *tokenEntry {
+	return newTokenEntry(map[string]any{
+		"sub": "user" + strconv.Itoa(i), "name": "User " + strconv.Itoa(i), "email": "user" + strconv.Itoa(i) + "@example.com",
+		"picture": nil, "sid": fmt.Sprintf("sid-%028d", i), "jti": fmt.Sprintf("%08d-0000-4000-8000-000000000000", i),
+		"iat": float64(exp.Add(-time.Hour).Unix()), "exp": float64(exp.Unix()),
+	})
+}
+
+// cacheTestCookie stands for a session cookie value: about as long as a real one.
+func cacheTestCookie(kind string, i int) string {
+	return kind + "-" + strconv.Itoa(i) + "." + strings.Repeat("x", 600)
+}
+
+// The token cache never holds more bytes than its bound, however many distinct
+// sessions pass.
 func TestTokenCacheBound(t *testing.T) {
 	now := time.Now()
-	c := newTokenCache(100)
-	for i := 0; i < 1000; i++ {
-		c.put("token-"+strconv.Itoa(i), newTokenEntry(map[string]any{"sub": "u", "exp": float64(now.Add(time.Hour).Unix())}), now)
-		if n := len(c.entries); n > 100 {
-			t.Fatalf("after %d puts the cache holds %d entries, bound 100", i+1, n)
+	one := int64(entrySize(cacheTestEntry(0, now.Add(time.Hour))))
+	bound := 100 * one
+	c := newTokenCache(bound)
+	for i := range 5000 {
+		c.put(cacheTestCookie("s", i), cacheTestEntry(i, now.Add(time.Hour)), now)
+		if i%500 == 0 {
+			c.entries.CleanUp()
+			if w := c.entries.WeightedSize(); w > uint64(bound) {
+				t.Fatalf("after %d puts the cache holds %d bytes, bound %d", i+1, w, bound)
+			}
 		}
 	}
-	c.put("expiring", newTokenEntry(map[string]any{"exp": float64(now.Add(time.Minute).Unix())}), now)
+	c.entries.CleanUp()
+	if w, n := c.entries.WeightedSize(), c.entries.EstimatedSize(); w > uint64(bound) || n > 100 || n < 50 {
+		t.Fatalf("the cache holds %d bytes in %d entries; want at most %d bytes, 50 to 100 entries", w, n, bound)
+	}
+	if d := newTokenCache(0); d.entries.GetMaximum() != defaultTokenCacheSize {
+		t.Errorf("newTokenCache(0) holds %d bytes, want the default %d", d.entries.GetMaximum(), defaultTokenCacheSize)
+	}
+}
+
+// An entry is not served past its token's expiry, nor past cacheUntil (database
+// sessions), and an entry already dead is not kept.
+func TestTokenCacheExpiry(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(0)
+	c.put("expiring", cacheTestEntry(1, now.Add(time.Minute)), now)
 	if c.get("expiring", now) == nil {
 		t.Fatal("a live entry is not served")
 	}
-	if c.get("expiring", now.Add(2*time.Minute)) != nil {
-		t.Fatal("an entry is served past its token's expiry")
+	if c.get("expiring", now.Add(time.Minute)) != nil || c.get("expiring", now.Add(2*time.Minute)) != nil {
+		t.Fatal("an entry is served at or past its token's expiry")
 	}
+	db := cacheTestEntry(2, now.Add(time.Hour))
+	db.cacheUntil = now.Add(10 * time.Second)
+	c.put("database", db, now)
+	if c.get("database", now.Add(9*time.Second)) == nil || c.get("database", now.Add(10*time.Second)) != nil {
+		t.Fatal("cacheUntil is not honoured")
+	}
+	c.put("dead", cacheTestEntry(3, now.Add(-time.Second)), now)
+	if _, ok := c.entries.GetIfPresent(c.keyOf("dead")); ok {
+		t.Fatal("an expired entry was stored")
+	}
+}
+
+// A re-issued token's entry replaces its predecessor's; remove and clear forget.
+func TestTokenCacheReplace(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(0)
+	old, renewed := cacheTestEntry(1, now.Add(time.Hour)), cacheTestEntry(1, now.Add(2*time.Hour))
+	c.put("old-token", old, now)
+	c.replace("old-token", "new-token", renewed, now)
+	if c.get("old-token", now) != nil {
+		t.Error("the predecessor is still cached after replace")
+	}
+	if c.get("new-token", now) != renewed {
+		t.Error("the re-issued token is not cached after replace")
+	}
+	c.remove("new-token")
+	if c.get("new-token", now) != nil {
+		t.Error("remove did not forget the token")
+	}
+	c.put("a", old, now)
+	c.clear()
+	if c.get("a", now) != nil {
+		t.Error("clear did not forget the token")
+	}
+}
+
+// Only the very cookie value finds an entry: not one that differs in a byte,
+// nor a prefix or extension of it, nor one that shares its JWE tag.
+func TestTokenCacheKeyIsTheWholeValue(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(0)
+	cookie := "eyJhbGciOiJkaXIifQ..aXY.Y2lwaGVydGV4dA.dGFnLXRhZy10YWctdGFnLXRhZy10YWctdGFnLXRhZw"
+	c.put(cookie, cacheTestEntry(1, now.Add(time.Hour)), now)
+	if c.get(cookie, now) == nil {
+		t.Fatal("the cookie does not find its entry")
+	}
+	tag := cookie[strings.LastIndexByte(cookie, '.'):]
+	for _, other := range []string{
+		"eyJhbGciOiJkaXIifQ..aXY.Y2lwaGVydGV4dB" + tag, // another ciphertext, the same tag
+		"eyJhbGciOiJkaXIifQ..aXZ.Y2lwaGVydGV4dA" + tag, // another IV
+		cookie[:len(cookie)-1], cookie + "A", cookie + "\x00", "\x00" + cookie, strings.ToUpper(cookie), "",
+	} {
+		if c.get(other, now) != nil {
+			t.Errorf("%q found the entry of another cookie", other)
+		}
+	}
+}
+
+// hotScan runs the access pattern of an instance that meets many sessions
+// cold while a few keep coming back: each step one new session is looked up
+// (a miss, then put, as readJWT does) and one of the hot sessions is looked
+// up. It reports the hot lookups' hit rate after the first pass.
+func hotScan(get func(string) bool, put func(string), hot, cold int) float64 {
+	for i := range hot {
+		put(cacheTestCookie("hot", i))
+	}
+	var hits, lookups int
+	for i := range cold {
+		k := cacheTestCookie("cold", i)
+		if !get(k) {
+			put(k)
+		}
+		h := cacheTestCookie("hot", i%hot)
+		ok := get(h)
+		if !ok {
+			put(h)
+		}
+		if i >= hot {
+			lookups++
+			if ok {
+				hits++
+			}
+		}
+	}
+	return float64(hits) / float64(lookups)
+}
+
+// Hot sessions survive a scan of cold ones ten times the cache's size.
+func TestTokenCacheHotSurvivesScan(t *testing.T) {
+	now := time.Now()
+	e := cacheTestEntry(0, now.Add(time.Hour))
+	c := newTokenCache(1000 * int64(entrySize(e)))
+	rate := hotScan(func(k string) bool { return c.get(k, now) != nil }, func(k string) { c.put(k, e, now) }, 100, 10000)
+	c.entries.CleanUp()
+	survivors := 0
+	for i := range 100 {
+		if c.get(cacheTestCookie("hot", i), now) != nil {
+			survivors++
+		}
+	}
+	if rate < 0.9 || survivors < 90 {
+		t.Errorf("hot sessions' hit rate during the scan %.2f, %d of 100 cached after it; want ≥ 0.90 and ≥ 90", rate, survivors)
+	}
+}
+
+// TestTokenCacheEntrySize holds entrySize to what the heap really grows by per
+// cached session, through the guard (so with the views and the session result
+// it computes), for the default headers and for rules with five headers. It
+// also checks the issue's bound: at most 4 KB per cached session.
+func TestTokenCacheEntrySize(t *testing.T) {
+	for name, h := range map[string]*Handler{
+		"defaults": {},
+		"rules": {
+			Require: []callbacks.Condition{{Expr: `token.email.endsWith("@example.com")`}},
+			Headers: []HeaderConfig{
+				{Name: "X-Auth-Request-User", Expr: "token.sub"}, {Name: "X-Auth-Request-Email", Expr: "token.email"},
+				{Name: "X-Auth-Request-Name", Expr: "token.name"}, {Name: "X-Auth-Session-Email", Expr: "session.user.email"},
+				{Name: "X-Auth-Session-Expires", Expr: "session.expires"},
+			},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rl := benchRealm(t, nil)
+			h := benchHandler(t, rl, h)
+			const n = 2000
+			cookies := make([]*http.Cookie, n)
+			for i := range cookies {
+				cookies[i] = sessionCookie(t, rl, map[string]any{"sub": "user" + strconv.Itoa(i), "name": "User " + strconv.Itoa(i),
+					"email": "user" + strconv.Itoa(i) + "@example.com", "picture": nil})
+			}
+			serve := func(c *http.Cookie) {
+				w := &discard{h: http.Header{}}
+				if err := h.ServeHTTP(w, benchRequest(c), noop); err != nil || w.status != 0 {
+					t.Fatalf("status %d, err %v", w.status, err)
+				}
+			}
+			serve(cookies[0]) // compiles what is compiled once
+			rl.sessions.cache.clear()
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for _, c := range cookies {
+				serve(c)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			rl.sessions.cache.entries.CleanUp()
+			measured := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+			estimated := float64(rl.sessions.cache.entries.WeightedSize()) / float64(rl.sessions.cache.entries.EstimatedSize())
+			t.Logf("%s: %.0f bytes per cached session on the heap, %.0f estimated", name, measured, estimated)
+			if estimated < 0.9*measured {
+				t.Errorf("entrySize estimates %.0f bytes, the heap grows by %.0f per session: the cache would hold more than its bound", estimated, measured)
+			}
+			if measured > 4096 {
+				t.Errorf("a cached session takes %.0f bytes, want at most 4096", measured)
+			}
+			runtime.KeepAlive(cookies)
+		})
+	}
+}
+
+// mapTokenCache is the cache before otter (a map by cookie value, random
+// eviction of a tenth when full), kept to measure against.
+type mapTokenCache struct {
+	mu      sync.RWMutex
+	entries map[string]*tokenEntry
+	max     int
+}
+
+func (c *mapTokenCache) get(raw string, now time.Time) *tokenEntry {
+	c.mu.RLock()
+	e := c.entries[raw]
+	c.mu.RUnlock()
+	if e == nil || !e.live(now) {
+		return nil
+	}
+	return e
+}
+
+func (c *mapTokenCache) put(raw string, e *tokenEntry, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k := range c.entries {
+			if len(c.entries) < c.max-c.max/10 {
+				break
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.entries[raw] = e
+}
+
+// BenchmarkTokenCacheHotScan reports the hot sessions' hit rate (hot-hits) in
+// hotScan, for otter and the map before it, both holding 1000 entries.
+func BenchmarkTokenCacheHotScan(b *testing.B) {
+	now := time.Now()
+	e := cacheTestEntry(0, now.Add(time.Hour))
+	b.Run("otter", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			c := newTokenCache(1000 * int64(entrySize(e)))
+			rate = hotScan(func(k string) bool { return c.get(k, now) != nil }, func(k string) { c.put(k, e, now) }, 100, 10000)
+		}
+		b.ReportMetric(rate, "hot-hits")
+	})
+	b.Run("map", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			c := &mapTokenCache{entries: map[string]*tokenEntry{}, max: 1000}
+			rate = hotScan(func(k string) bool { return c.get(k, now) != nil }, func(k string) { c.put(k, e, now) }, 100, 10000)
+		}
+		b.ReportMetric(rate, "hot-hits")
+	})
+}
+
+// BenchmarkTokenCacheGet is a hit among 20,000 cached sessions, for otter (keyOf
+// included) and the map before it.
+func BenchmarkTokenCacheGet(b *testing.B) {
+	now := time.Now()
+	e := cacheTestEntry(0, now.Add(time.Hour))
+	b.Run("otter", func(b *testing.B) {
+		c := newTokenCache(0)
+		for i := range 20000 {
+			c.put(cacheTestCookie("s", i), e, now)
+		}
+		k := cacheTestCookie("s", 777)
+		b.ReportAllocs()
+		for b.Loop() {
+			if c.get(k, now) == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+	b.Run("map", func(b *testing.B) {
+		c := &mapTokenCache{entries: map[string]*tokenEntry{}, max: 20000}
+		for i := range 20000 {
+			c.put(cacheTestCookie("s", i), e, now)
+		}
+		k := cacheTestCookie("s", 777)
+		b.ReportAllocs()
+		for b.Loop() {
+			if c.get(k, now) == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+	b.Run("keyOf", func(b *testing.B) {
+		c := newTokenCache(0)
+		k := cacheTestCookie("s", 777)
+		b.ReportAllocs()
+		for b.Loop() {
+			c.keyOf(k)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
@@ -9,10 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"golang.org/x/crypto/hkdf"
@@ -40,11 +45,19 @@ type Codec struct {
 	enc       jose.ContentEncryption
 	keys      []codecKey // keys[0] encrypts
 	encrypter jose.Encrypter
+	// the fast path's (codec_fast.go): the tag's least length and `"<enc>"`
+	tagSize   int
+	quotedEnc []byte
 }
 
 type codecKey struct {
 	kid string // empty for FormatNextAuthV4
 	key []byte
+	// header is the protected header Encode writes with this key (base64url),
+	// headerBytes the same bytes, the AAD; aead opens the format's enc with key.
+	header      string
+	headerBytes []byte
+	aead        cipher.AEAD
 }
 
 // NewCodec derives one key per secret; the first secret encrypts, all decrypt. salt is the
@@ -59,17 +72,18 @@ func NewCodec(secrets []string, salt string, format Format) (*Codec, error) {
 		hkdfSalt string
 		info     string
 		size     int
+		tagSize  int
 	)
 	switch format {
 	case FormatAuthJS:
-		enc, hkdfSalt, info, size = jose.A256CBC_HS512, salt, "Auth.js Generated Encryption Key ("+salt+")", 64
+		enc, hkdfSalt, info, size, tagSize = jose.A256CBC_HS512, salt, "Auth.js Generated Encryption Key ("+salt+")", 64, 32
 	case FormatNextAuthV4:
-		enc, hkdfSalt, info, size = jose.A256GCM, "", "NextAuth.js Generated Encryption Key", 32
+		enc, hkdfSalt, info, size, tagSize = jose.A256GCM, "", "NextAuth.js Generated Encryption Key", 32, 16
 	default:
 		return nil, fmt.Errorf("unknown session token format %d", format)
 	}
 
-	c := &Codec{enc: enc, keys: make([]codecKey, len(secrets))}
+	c := &Codec{enc: enc, keys: make([]codecKey, len(secrets)), tagSize: tagSize, quotedEnc: []byte(`"` + string(enc) + `"`)}
 	for i, secret := range secrets {
 		if secret == "" {
 			return nil, fmt.Errorf("secret %d is empty", i)
@@ -78,9 +92,16 @@ func NewCodec(secrets []string, salt string, format Format) (*Codec, error) {
 		if _, err := io.ReadFull(hkdf.New(sha256.New, []byte(secret), []byte(hkdfSalt), []byte(info)), key); err != nil {
 			return nil, fmt.Errorf("deriving key %d: %v", i, err)
 		}
-		c.keys[i].key = key
+		k := &c.keys[i]
+		k.key = key
 		if format == FormatAuthJS {
-			c.keys[i].kid = thumbprint(key)
+			k.kid = thumbprint(key)
+		}
+		k.header = protectedHeader(enc, k.kid)
+		k.headerBytes = []byte(k.header)
+		var err error
+		if k.aead, err = newAEAD(enc, key); err != nil {
+			return nil, fmt.Errorf("key %d: %v", i, err)
 		}
 	}
 
@@ -137,35 +158,177 @@ func (c *Codec) Decode(token string, now time.Time) (map[string]any, error) {
 // DecodeKey is Decode that also reports whether the token was encrypted with the
 // current (first) secret; a token made with an older secret is worth re-issuing.
 func (c *Codec) DecodeKey(token string, now time.Time) (claims map[string]any, current bool, err error) {
+	return c.decodeKey(token, now, true)
+}
+
+// decodeKey is DecodeKey; fast=false leaves every token to go-jose's full parse
+// (the fuzz test holds the two ways to the same answers).
+func (c *Codec) decodeKey(token string, now time.Time, fast bool) (claims map[string]any, current bool, err error) {
 	// With alg dir the JWE Encrypted Key must be empty (RFC 7516 §5.2 step 10, enforced by
 	// Auth.js's jose); go-jose ignores it, so check it here. ParseEncryptedCompact checks
 	// that there are exactly five parts.
 	if _, rest, ok := strings.Cut(token, "."); ok && !strings.HasPrefix(rest, ".") {
 		return nil, false, errors.New("invalid session token: unexpected JWE encrypted key")
 	}
-	obj, err := jose.ParseEncryptedCompact(token, []jose.KeyAlgorithm{jose.DIRECT}, []jose.ContentEncryption{c.enc})
-	if err != nil {
-		return nil, false, fmt.Errorf("invalid session token: %v", err)
+	var (
+		plaintext []byte
+		keyIndex  int
+		release   = func() {}
+	)
+	err = errNotFast
+	if fast {
+		plaintext, keyIndex, release, err = c.openFast(token)
+		if err == errNotFast {
+			release = func() {}
+			if header, _, _ := strings.Cut(token, "."); !c.mayBeAccepted(header) {
+				return nil, false, errHeader
+			}
+		}
 	}
-
-	plaintext, keyIndex, err := c.decrypt(obj)
+	if err == errNotFast {
+		plaintext, keyIndex, err = c.openJOSE(token)
+	}
 	if err != nil {
 		return nil, false, err
 	}
-
-	if err := json.Unmarshal(plaintext, &claims); err != nil || claims == nil {
-		return nil, false, errors.New("invalid session token: claims are not a JSON object")
+	claims, err = decodeClaims(plaintext)
+	release()
+	if err != nil {
+		return nil, false, err
 	}
-	v := jwt.NewValidator(
-		jwt.WithLeeway(clockTolerance),
-		jwt.WithTimeFunc(func() time.Time { return now }),
-		jwt.WithIssuedAt(),
-		jwt.WithExpirationRequired(),
-	)
-	if err := v.Validate(jwt.MapClaims(claims)); err != nil {
+	if err := validate(claims, now); err != nil {
 		return nil, false, fmt.Errorf("invalid session token: %w", err)
 	}
 	return claims, keyIndex == 0, nil
+}
+
+// validator is golang-jwt's Validator with Auth.js's rules, for one time at a
+// time: it is pooled, not made per token.
+type validator struct {
+	now time.Time
+	v   *jwt.Validator
+}
+
+var validators = sync.Pool{New: func() any {
+	pv := new(validator)
+	pv.v = jwt.NewValidator(
+		jwt.WithLeeway(clockTolerance),
+		jwt.WithTimeFunc(func() time.Time { return pv.now }),
+		jwt.WithIssuedAt(),
+		jwt.WithExpirationRequired(),
+	)
+	return pv
+}}
+
+// validate checks exp (required), nbf and iat at now with Auth.js's leeway.
+func validate(claims map[string]any, now time.Time) error {
+	pv := validators.Get().(*validator)
+	pv.now = now
+	err := pv.v.Validate(jwt.MapClaims(claims))
+	validators.Put(pv)
+	return err
+}
+
+// openJOSE opens a token with go-jose's full parse: any header go-jose accepts
+// for alg dir and the format's enc (tokens without kid, other writers' headers).
+func (c *Codec) openJOSE(token string) ([]byte, int, error) {
+	obj, err := jose.ParseEncryptedCompact(token, []jose.KeyAlgorithm{jose.DIRECT}, []jose.ContentEncryption{c.enc})
+	if err != nil {
+		return nil, -1, fmt.Errorf("invalid session token: %v", err)
+	}
+	return c.decrypt(obj)
+}
+
+// Claims are decoded as JSON.parse decodes Auth.js's, into what encoding/json
+// would make of them (map[string]any, []any, string, float64, bool, nil), with
+// jsontext's tokenizer and no reflection: invalid UTF-8 becomes U+FFFD, as in
+// both; a duplicated name is refused (JSON.stringify never writes one, and two
+// readers that pick different duplicates are a classic way to smuggle a claim),
+// as is a number out of float64's range. jsontext bounds the nesting depth.
+var claimsOptions = jsontext.AllowInvalidUTF8(true)
+
+// claimsDecoder is a reusable jsontext.Decoder over a plaintext.
+type claimsDecoder struct {
+	in  bytes.Buffer // jsontext reads a *bytes.Buffer in place
+	dec jsontext.Decoder
+}
+
+var claimsDecoders = sync.Pool{New: func() any { return new(claimsDecoder) }}
+
+var errClaims = errors.New("invalid session token: claims are not a JSON object")
+
+// decodeClaims decodes a token's plaintext, which must be a JSON object. It
+// copies what it keeps: plaintext may be reused afterwards.
+func decodeClaims(plaintext []byte) (map[string]any, error) {
+	cd := claimsDecoders.Get().(*claimsDecoder)
+	defer claimsDecoders.Put(cd)
+	cd.in = *bytes.NewBuffer(plaintext)
+	cd.dec.Reset(&cd.in, claimsOptions)
+	defer func() { // let go of plaintext
+		cd.in = bytes.Buffer{}
+		cd.dec.Reset(&cd.in)
+	}()
+	if cd.dec.PeekKind() != '{' {
+		return nil, errClaims
+	}
+	v, err := readJSON(&cd.dec)
+	if err != nil {
+		return nil, errClaims
+	}
+	if _, err := cd.dec.ReadToken(); err != io.EOF {
+		return nil, errClaims // a second value or trailing bytes
+	}
+	return v.(map[string]any), nil
+}
+
+// readJSON reads the decoder's next value.
+func readJSON(d *jsontext.Decoder) (any, error) {
+	tok, err := d.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '{':
+		m := make(map[string]any)
+		for d.PeekKind() != '}' {
+			tok, err := d.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			name := tok.String() // before the next read voids tok
+			v, err := readJSON(d)
+			if err != nil {
+				return nil, err
+			}
+			m[name] = v
+		}
+		_, err = d.ReadToken()
+		return m, err
+	case '[':
+		a := []any{}
+		for d.PeekKind() != ']' {
+			v, err := readJSON(d)
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, v)
+		}
+		_, err = d.ReadToken()
+		return a, err
+	case '"':
+		return tok.String(), nil
+	case '0':
+		f := tok.Float()
+		if math.Abs(f) == math.MaxFloat64 { // Float clamps what overflows; encoding/json refuses it
+			if _, err := strconv.ParseFloat(tok.String(), 64); err != nil {
+				return nil, errClaims
+			}
+		}
+		return f, nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	}
+	return nil, nil // 'n': null
 }
 
 // decrypt returns the plaintext and the index of the key that decrypted it.
