@@ -8,8 +8,11 @@ package authgate
 import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 
 	"github.com/authgate/caddy-authgate/caddyfile"
+	"github.com/authgate/caddy-authgate/explain"
 	"github.com/authgate/caddy-authgate/handlers"
 )
 
@@ -19,4 +22,9 @@ func init() {
 	httpcaddyfile.RegisterGlobalOption("authgate", caddyfile.ParseGlobal)
 	httpcaddyfile.RegisterDirective("authgate", caddyfile.ParseDirective)
 	httpcaddyfile.RegisterDirectiveOrder("authgate", httpcaddyfile.Before, "basic_auth")
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:      "authgate",
+		Short:     "authgate's tools: explain evaluates a configuration's rules against JSON input",
+		CobraFunc: func(cmd *cobra.Command) { cmd.AddCommand(explain.Command()) },
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -61,6 +62,41 @@ func init() {
 		}
 		envs[kind] = env
 	}
+}
+
+// Variables are the CEL variables of kind's rules: KindSignIn, KindRedirect,
+// KindJWT, KindSession or KindRoute.
+func Variables(kind string) []string { return slices.Clone(kindVars[kind]) }
+
+// CheckVariables reports whether vars, decoded from JSON, fit kind's CEL
+// variables: each a variable of kind, of its type (an object, a string, a bool).
+// Missing variables are not checked: rules see them as empty.
+func CheckVariables(kind string, vars map[string]any) error {
+	for name, v := range vars {
+		if !slices.Contains(kindVars[kind], name) {
+			return fmt.Errorf("unknown variable %q: %s rules have %s", name, kind, strings.Join(kindVars[kind], ", "))
+		}
+		t, ok := varTypes[name]
+		if name == "session" {
+			t, ok = mapType, kind != KindJWT // jwt's session is any JSON
+		}
+		if !ok {
+			continue
+		}
+		var fits bool
+		switch t {
+		case mapType:
+			_, fits = v.(map[string]any)
+		case cel.StringType:
+			_, fits = v.(string)
+		case cel.BoolType:
+			_, fits = v.(bool)
+		}
+		if !fits {
+			return fmt.Errorf("variable %q: want a %s, got %s", name, map[*cel.Type]string{mapType: "JSON object", cel.StringType: "string", cel.BoolType: "boolean"}[t], jsonText(v))
+		}
+	}
+	return nil
 }
 
 // program is a compiled CEL expression.

@@ -1129,3 +1129,25 @@ func TestConfigExpand(t *testing.T) {
 		t.Errorf("the original changed: %+v", wh)
 	}
 }
+
+func TestCheckVariables(t *testing.T) {
+	for _, tc := range []struct {
+		kind string
+		vars map[string]any
+		want string // empty: no error
+	}{
+		{KindSignIn, map[string]any{"user": map[string]any{}, "profile": map[string]any{"groups": []any{"a"}}}, ""},
+		{KindSignIn, map[string]any{"usr": map[string]any{}}, `unknown variable "usr": sign_in rules have user, account`},
+		{KindSignIn, map[string]any{"profile": []any{"a"}}, `variable "profile": want a JSON object`},
+		{KindRedirect, map[string]any{"url": 3.0}, `variable "url": want a string`},
+		{KindJWT, map[string]any{"is_new_user": "yes"}, `variable "is_new_user": want a boolean`},
+		{KindJWT, map[string]any{"session": "any JSON", "trigger": "update"}, ""},
+		{KindSession, map[string]any{"session": "x"}, `variable "session": want a JSON object`},
+		{KindRoute, map[string]any{"profile": map[string]any{}}, `unknown variable "profile": route rules have session, token, request`},
+	} {
+		err := CheckVariables(tc.kind, tc.vars)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckVariables(%s, %v) = %v, want %q", tc.kind, tc.vars, err, tc.want)
+		}
+	}
+}
