@@ -19,12 +19,10 @@ type signedAssertion struct {
 	expires time.Time
 }
 
-// siteOrigin is the origin the request was sent to.
+// siteOrigin is the origin the request was sent to (as a trusted proxy in
+// front saw it).
 func siteOrigin(r *http.Request) string {
-	if r.TLS != nil {
-		return "https://" + r.Host
-	}
-	return "http://" + r.Host
+	return (&origin{}).base(r).String()
 }
 
 // assertion returns the signed identity assertion for the request's session,

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
@@ -35,19 +36,53 @@ func (o *origin) secure(r *http.Request) bool {
 	if o.baseURL != nil {
 		return o.baseURL.Scheme == "https"
 	}
-	return r.TLS != nil
+	if r.TLS != nil {
+		return true
+	}
+	proto, _ := forwarded(r)
+	return proto == "https"
 }
 
-// base is the origin sign-in URLs and redirects are made against.
+// base is the origin sign-in URLs and redirects are made against: the realm's
+// url, else the request's own origin, as a TLS-terminating proxy in front saw
+// it when Caddy trusts that proxy (trusted_proxies).
 func (o *origin) base(r *http.Request) *url.URL {
 	if o.baseURL != nil {
 		return o.baseURL
 	}
-	scheme := "http"
+	scheme, host := "http", r.Host
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return &url.URL{Scheme: scheme, Host: r.Host}
+	proto, fwdHost := forwarded(r)
+	if proto != "" {
+		scheme = proto
+	}
+	if fwdHost != "" {
+		host = fwdHost
+	}
+	return &url.URL{Scheme: scheme, Host: host}
+}
+
+// forwarded is the scheme and host a proxy in front of Caddy says the client
+// used (X-Forwarded-Proto, X-Forwarded-Host), only when Caddy's
+// trusted_proxies trusts the peer, as Caddy itself decides for {client_ip};
+// values that are not a plain scheme or host are ignored.
+func forwarded(r *http.Request) (proto, host string) {
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return "", ""
+	}
+	switch p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); strings.ToLower(strings.TrimSpace(p)) {
+	case "https":
+		proto = "https"
+	case "http":
+		proto = "http"
+	}
+	h, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ",")
+	if h = strings.TrimSpace(h); h != "" && !strings.ContainsAny(h, "/\\@?#%\" \t") {
+		host = h
+	}
+	return proto, host
 }
 
 // cookieOpts are the session cookie's attributes for r.
