@@ -5,6 +5,7 @@ package caddyfile
 
 import (
 	"encoding/json"
+	"github.com/dustin/go-humanize"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,6 +339,8 @@ func parseSession(d *cf.Dispenser) (*handlers.SessionConfig, error) {
 			s.MaxAge, err = durationArg(d, "session max_age")
 		case "update_age":
 			s.UpdateAge, err = durationArg(d, "session update_age")
+		case "cache_size":
+			s.CacheSize, err = sizeArg(d, "session cache_size")
 		default:
 			err = d.Errf("unrecognized session subdirective '%s'", d.Val())
 		}
@@ -346,6 +349,21 @@ func parseSession(d *cf.Dispenser) (*handlers.SessionConfig, error) {
 		}
 	}
 	return s, nil
+}
+
+// sizeArg reads a size in bytes such as 64MiB or 100MB.
+func sizeArg(d *cf.Dispenser, what string) (int64, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := humanize.ParseBytes(d.Val())
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("%s %q: want a size such as 64MiB", what, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return int64(n), nil
 }
 
 func parseProvider(d *cf.Dispenser) (providers.Config, error) {

@@ -650,6 +650,7 @@ func TestValidateErrors(t *testing.T) {
 			caddyfile: withRealm("secret "+testSecret+"\n\t\turl https://app.example.com", credentials+`
 		provider email {
 			mailer log
+			from auth@example.com
 		}`, site),
 			want: []string{`provider "email" lets anyone`},
 		},

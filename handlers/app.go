@@ -139,6 +139,10 @@ type SessionConfig struct {
 	// UpdateAge is how old a session token gets before a request renews it,
 	// sliding the expiry forward. Default: 24 hours. 0 in JSON means the default.
 	UpdateAge caddy.Duration `json:"update_age,omitempty"`
+
+	// CacheSize bounds, in bytes, the in-process cache of decoded sessions
+	// (each takes a few KB). Default: 64 MiB.
+	CacheSize int64 `json:"cache_size,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.

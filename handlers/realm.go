@@ -92,7 +92,7 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	if err := checkOpenSignIn(rl.providers, cfg.Callbacks); err != nil {
 		return nil, err
 	}
-	if rl.cb, err = compileCallbacks(cfg.Callbacks, repl); err != nil {
+	if rl.cb, err = compileCallbacks(cfg.Callbacks, repl, logger); err != nil {
 		return nil, err
 	}
 	rl.sessions.refreshOn = rl.cb.RefreshAccessToken()
@@ -197,8 +197,16 @@ func compileOrigin(rawURL string, cookie *CookieConfig, repl *caddy.Replacer) (*
 func newSessions(o *origin, cookieName string, secrets []string, cookie *CookieConfig, cfg *SessionConfig, logger *zap.Logger) (*sessions, error) {
 	s := &sessions{
 		origin: o, cookieName: cookieName, maxAge: defaultMaxAge, updateAge: defaultUpdateAge,
-		cache: newTokenCache(defaultTokenCacheSize), revoked: newRevocations(), logger: logger, now: time.Now,
+		revoked: newRevocations(), logger: logger, now: time.Now,
 	}
+	var cacheSize int64
+	if cfg != nil {
+		cacheSize = cfg.CacheSize
+	}
+	if cacheSize < 0 {
+		return nil, fmt.Errorf("session cache_size must not be negative")
+	}
+	s.cache = newTokenCache(cacheSize)
 	format := session.FormatAuthJS
 	if c := cookie; c != nil {
 		if c.Name != "" {
@@ -296,25 +304,17 @@ func checkOpenSignIn(ps *providerSet, cfg *callbacks.Config) error {
 }
 
 // compileCallbacks compiles the rules, expanding placeholders ({env.X}) in
-// webhook secrets and headers.
-func compileCallbacks(cfg *callbacks.Config, repl *caddy.Replacer) (*callbacks.Callbacks, error) {
+// webhook secrets and headers, and warns of the token and session keys they
+// read that nothing sets.
+func compileCallbacks(cfg *callbacks.Config, repl *caddy.Replacer, logger *zap.Logger) (*callbacks.Callbacks, error) {
 	var cbcfg callbacks.Config
 	if cfg != nil {
 		cbcfg = *cfg
 	}
-	for _, rules := range [][]callbacks.Rule{cbcfg.SignIn, cbcfg.Redirect, cbcfg.JWT, cbcfg.Session} {
-		for i, r := range rules {
-			if r.Webhook == nil {
-				continue
-			}
-			wh := *r.Webhook
-			wh.Secret = repl.ReplaceAll(wh.Secret, "")
-			wh.Headers = make(map[string]string, len(r.Webhook.Headers))
-			for k, v := range r.Webhook.Headers {
-				wh.Headers[k] = repl.ReplaceAll(v, "")
-			}
-			rules[i].Webhook = &wh
-		}
+	cb, err := callbacks.Compile(cbcfg.Expand(func(s string) string { return repl.ReplaceAll(s, "") }))
+	if err != nil {
+		return nil, err
 	}
-	return callbacks.Compile(cbcfg)
+	callbacks.LogUnknownKeys(logger, cb.UnknownKeys())
+	return cb, nil
 }
