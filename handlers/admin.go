@@ -57,7 +57,8 @@ func (rl *realm) adminSession(w http.ResponseWriter, r *http.Request) *sessionSt
 		return nil
 	}
 	vars := map[string]any{"session": sess, "token": st.token, "request": requestVars(r)}
-	if !requireHolds(rl.admin, vars, rl.logger) {
+	if ok, rule := requireHolds(rl.admin, vars, rl.logger); !ok {
+		rl.requireRefused(r, rule, st.token)
 		writeError(w, http.StatusForbidden, errAccessDenied)
 		return nil
 	}

@@ -144,6 +144,7 @@ func (rl *realm) verify(w http.ResponseWriter, r *http.Request, h *Handler) {
 	}
 	v := h.view(st, r)
 	if !v.allowed {
+		rl.requireRefused(r, v.refusedBy, st.token)
 		writeError(w, http.StatusForbidden, errAccessDenied)
 		return
 	}

@@ -111,6 +111,7 @@ func (h *Handler) compile(rl *realm) error {
 		if err != nil {
 			return err
 		}
+		callbacks.LogUnknownKeys(rl.logger, rl.cb.UnknownKeysIn(chk))
 		h.require = append(h.require, chk)
 	}
 	for _, hc := range h.Headers {
@@ -120,6 +121,9 @@ func (h *Handler) compile(rl *realm) error {
 		e, err := callbacks.CompileExpr(hc.Expr)
 		if err != nil {
 			return fmt.Errorf("header %s: %v", hc.Name, err)
+		}
+		if !h.Passive {
+			callbacks.LogUnknownKeys(rl.logger, rl.cb.UnknownKeysIn(e), zap.String("header", hc.Name))
 		}
 		h.headers = append(h.headers, header{name: http.CanonicalHeaderKey(hc.Name), expr: e})
 		h.strip = append(h.strip, stripName(hc.Name))
@@ -212,6 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	v := h.view(st, r)
 	if !v.allowed {
+		rl.requireRefused(r, v.refusedBy, st.token)
 		return h.forbidden(w, r)
 	}
 	for _, hv := range v.headers {
@@ -271,8 +276,8 @@ func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 		req = requestVars(r)
 	}
 	vars := map[string]any{"session": sess, "token": st.token, "request": req}
-	if !requireHolds(h.require, vars, h.logger) {
-		return &view{}
+	if ok, rule := requireHolds(h.require, vars, h.logger); !ok {
+		return &view{refusedBy: rule}
 	}
 	for _, hd := range h.headers {
 		val, err := hd.expr.String(vars)
@@ -287,19 +292,38 @@ func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 	return v
 }
 
-// requireHolds reports whether every check holds for vars; a check that fails
-// to evaluate does not hold, and is logged.
-func requireHolds(checks []*callbacks.Check, vars map[string]any, logger *zap.Logger) bool {
+// requireHolds reports whether every check holds for vars, and else the
+// source of the one that does not; a check that fails to evaluate does not
+// hold, and is logged.
+func requireHolds(checks []*callbacks.Check, vars map[string]any, logger *zap.Logger) (bool, string) {
 	for _, chk := range checks {
 		ok, err := chk.Holds(vars)
 		if err != nil {
 			logger.Error("require failed; refusing the request", zap.Error(err))
 		}
 		if !ok {
-			return false
+			return false, chk.Source()
 		}
 	}
-	return true
+	return true, ""
+}
+
+// requireRefused logs, at info, a request that the require line at rule
+// refused (DESIGN.md "Rules": every refusal by a rule): the rule's file:line,
+// the realm (the logger's), the provider, the user's id and email and the
+// client IP. An empty rule is a failure, logged where it happened.
+func (rl *realm) requireRefused(r *http.Request, rule string, token map[string]any) {
+	if rule == "" {
+		return
+	}
+	rl.logger.Info("request refused by a rule", append(refusalFields(rule, token["sub"], token["email"]),
+		zap.Any("provider", token["provider"]), zap.String("client_ip", clientIP(r)), zap.String("path", r.URL.Path))...)
+}
+
+// refusalFields are what the log of a refusal by a rule says of the rule and
+// the user: the rule's file:line, the user's id and email.
+func refusalFields(rule string, userID, email any) []zap.Field {
+	return []zap.Field{zap.String("rule", rule), zap.Any("user_id", userID), zap.Any("email", email)}
 }
 
 // forbidden answers a signed-in request this route does not allow: an HTML page

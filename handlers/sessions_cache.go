@@ -109,7 +109,9 @@ type tokenEntry struct {
 // headers it sets.
 type view struct {
 	allowed bool
-	headers []headerValue
+	// refusedBy is the require line that refused, when not allowed by one.
+	refusedBy string
+	headers   []headerValue
 }
 
 type headerValue struct {
