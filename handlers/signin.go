@@ -262,9 +262,12 @@ func (rl *realm) signInAllowed(w http.ResponseWriter, r *http.Request, in callba
 	case err != nil:
 		rl.fail(w, r, errConfiguration, err, field)
 	case dec.Redirect != "":
+		rl.logger.Info("sign-in redirected by a rule", append(refusalFields(dec.Source, in.User["id"], in.User["email"]),
+			field, zap.String("client_ip", clientIP(r)), zap.String("redirect", dec.Redirect))...)
 		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
 	case !dec.Allow:
-		rl.fail(w, r, errAccessDenied, nil, field, zap.String("rule", dec.Source))
+		rl.fail(w, r, errAccessDenied, nil, append(refusalFields(dec.Source, in.User["id"], in.User["email"]),
+			field, zap.String("client_ip", clientIP(r)))...)
 	default:
 		return true
 	}
