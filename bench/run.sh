@@ -31,7 +31,8 @@
 #   BENCH_BASELINE=<commit>         also build that commit and run its (b) and (c) in the same
 #                                   alternation (a, b, c, b', c'): a paired before/after
 #                                   comparison that drifting background load cannot skew
-#   BENCH_COOKIES=1                 >1: that many users' cookies, sent in turn (bench/cookies.lua)
+#   BENCH_COOKIES=1                 >1: that many users' cookies, sent in turn (bench/cookies.lua);
+#                                   a list ("20000 100000") runs the rounds for each, one section each
 #   BENCH_LABEL=…                   the report's title (default: what Caddy was built from)
 #
 # Needs: go, wrk, curl, taskset (for BENCH_PIN=1), node with bench/node/node_modules
@@ -52,7 +53,12 @@ port_base=${BENCH_PORT_BASE:-18400}
 iterations=${BENCH_DECODE_ITERATIONS:-2000}
 ref=${BENCH_REF:-}
 baseline=${BENCH_BASELINE:-}
-ncookies=${BENCH_COOKIES:-1}
+read -ra counts <<<"${BENCH_COOKIES:-1}" # one or more numbers of users, each measured in turn
+maxcookies=1
+for n in "${counts[@]}"; do
+	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_COOKIES: '$n' is not a positive number" >&2; exit 1; }
+	[ "$n" -gt "$maxcookies" ] && maxcookies=$n
+done
 go=${GO:-go}
 
 # A configuration: its Caddyfile (bench/caddyfiles/<kind>.Caddyfile), Caddy binary, ports.
@@ -148,8 +154,11 @@ caddy_version=$("$tmp/caddy" version | awk '{print $1}')
 # --- tokens ------------------------------------------------------------------------
 cookie_name=authgate.session-token # no __Secure- prefix on http
 secret=$(head -c 33 /dev/urandom | base64 | tr '+/' '-_')
-"$tmp/mkcookie" -secret "$secret" -name "$cookie_name" -n "$ncookies" | sed "s/^/$cookie_name=/" >"$tmp/cookies.txt"
-token=$(head -1 "$tmp/cookies.txt" | cut -d= -f2-)
+# One user's cookie per line, the same secret for all: each count takes the first n.
+log "making $maxcookies session cookie(s)"
+"$tmp/mkcookie" -secret "$secret" -name "$cookie_name" -n "$maxcookies" | sed "s/^/$cookie_name=/" >"$tmp/cookies-all.txt"
+for n in "${counts[@]}"; do head -n "$n" "$tmp/cookies-all.txt" >"$tmp/cookies-$n.txt"; done
+token=$(head -1 "$tmp/cookies-all.txt" | cut -d= -f2-)
 refused_token=$("$tmp/mkcookie" -secret "$secret" -name "$cookie_name" -email mallory@example.org)
 v4_token=$("$tmp/mkcookie" -secret "$secret" -format next-auth-v4)
 # One character of the ciphertext changed (not the last character of a part, whose low
@@ -230,7 +239,7 @@ wrk_run() {
 	c0=$(proc_cpu "${pid[$1]}") w0=$(children_cpu) m0=$(machine_cpu) t0=$(now_s)
 	local how=(-H "Cookie: $cookie_name=$token")
 	[ "$ncookies" = 1 ] || how=(-s bench/cookies.lua)
-	BENCH_COOKIE_FILE=$tmp/cookies.txt "${on_client[@]}" wrk -t"$threads" -c"$2" -d"$3" --timeout 5s --latency \
+	BENCH_COOKIE_FILE=$tmp/cookies-$ncookies.txt "${on_client[@]}" wrk -t"$threads" -c"$2" -d"$3" --timeout 5s --latency \
 		-H 'Accept: application/json' "${how[@]}" "http://127.0.0.1:${port[$1]}/" >"$4" 2>&1 || {
 		cat "$4" >&2
 		die "$1: wrk failed"
@@ -259,37 +268,118 @@ parse() {
 	sock=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$1")
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-log "warm-up: $warmup per configuration"
-for c in "${configs[@]}"; do wrk_run "$c" "$conns" "$warmup" "$tmp/warmup-$c.txt"; done
+# load runs the warm-up, the rounds and the single-connection runs with the
+# cookies of $ncookies users, and records the figures for section.
+load() {
+	log "load with $ncookies user(s)' cookies"
+	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+	log "warm-up: $warmup per configuration"
+	for c in "${configs[@]}"; do wrk_run "$c" "$conns" "$warmup" "$tmp/warmup-$c.txt"; done
 
-declare -A rps_list p50_list p99_list cpu_list errors round_rps round_cpu
-for c in "${configs[@]}"; do errors[$c]=0; done
-rounds_table=""
-for r in $(seq "$rounds"); do
-	for c in "${configs[@]}"; do
-		out=$tmp/round$r-$c.txt
-		wrk_run "$c" "$conns" "$duration" "$out"
-		parse "$out"
-		errors[$c]=$((errors[$c] + ${sock:-0}))
-		rps_list[$c]+="$rps " p50_list[$c]+="$p50 " p99_list[$c]+="$p99 " cpu_list[$c]+="$cpu "
-		round_rps[$c,$r]=$rps round_cpu[$c,$r]=$cpu
-		rounds_table+=$(printf '| %s | %s | %.0f | %s | %s | %s | %s |' "$r" "${title[$c]}" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$cpu" "$others")$'\n'
-		log "round $r $c: $rps req/s, p50 ${p50}us, p99 ${p99}us, Caddy ${cpu} CPU-us/request, other processes ${others} CPUs"
+	unset rps_list p50_list p99_list cpu_list errors round_rps round_cpu single_p99
+		declare -gA rps_list p50_list p99_list cpu_list errors round_rps round_cpu single_p99
+	for c in "${configs[@]}"; do errors[$c]=0; done
+	rounds_table=""
+	for r in $(seq "$rounds"); do
+		for c in "${configs[@]}"; do
+			out=$tmp/round$r-$c.txt
+			wrk_run "$c" "$conns" "$duration" "$out"
+			parse "$out"
+			errors[$c]=$((errors[$c] + ${sock:-0}))
+			rps_list[$c]+="$rps " p50_list[$c]+="$p50 " p99_list[$c]+="$p99 " cpu_list[$c]+="$cpu "
+			round_rps[$c,$r]=$rps round_cpu[$c,$r]=$cpu
+			rounds_table+=$(printf '| %s | %s | %.0f | %s | %s | %s | %s |' "$r" "${title[$c]}" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$cpu" "$others")$'\n'
+			log "round $r $c: $rps req/s, p50 ${p50}us, p99 ${p99}us, Caddy ${cpu} CPU-us/request, other processes ${others} CPUs"
+		done
 	done
-done
 
-single_table=""
-if [ "$single" != 0 ]; then
-	log "one connection: $single per configuration"
+	single_table=""
+	if [ "$single" != 0 ]; then
+		log "one connection: $single per configuration"
+		for c in "${configs[@]}"; do
+			out=$tmp/single-$c.txt
+			threads=1 wrk_run "$c" 1 "$single" "$out"
+			parse "$out"
+			single_p99[$c]=$p99
+			single_table+=$(printf '| %s | %.0f | %s | %s | %s | %s |' "${title[$c]}" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$cpu" "$others")$'\n'
+		done
+	fi
+	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+
+# section prints the tables of the last load.
+section() {
+	bare_rps=$(median <<<"${rps_list[bare]}")
+	bare_cpu=$(median <<<"${cpu_list[bare]}")
+
+	if [ "${#counts[@]}" -gt 1 ]; then
+		echo
+		echo "### $ncookies user(s)' cookies"
+		echo
+	fi
+	echo "- \`wrk -t$threads -c$conns -d$duration --latency\`, keep-alive, loopback, the same requests for every configuration (Accept: application/json and $([ "$ncookies" = 1 ] && echo "one user's session cookie" || echo "$ncookies users' session cookies in turn, bench/cookies.lua")); $rounds round(s) alternating $(for c in "${configs[@]}"; do printf '%s ' "${title[$c]%% *}"; done)after a $warmup warm-up each; $pinning."
+	echo "- Load average (1, 5, 15 min) before the rounds: $load_before; after: $load_after."
+	echo
+	echo "| configuration | req/s (median) | req/s vs (a) | p50 | p99 | Caddy CPU µs/request | CPU vs (a) |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
 	for c in "${configs[@]}"; do
-		out=$tmp/single-$c.txt
-		threads=1 wrk_run "$c" 1 "$single" "$out"
-		parse "$out"
-		single_table+=$(printf '| %s | %.0f | %s | %s | %s | %s |' "${title[$c]}" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$cpu" "$others")$'\n'
+		rps=$(median <<<"${rps_list[$c]}")
+		cpu=$(median <<<"${cpu_list[$c]}")
+		printf '| %s | %.0f | %s | %s | %s | %.1f | %s |\n' "${title[$c]}" "$rps" "$(ratio "$rps" "$bare_rps")" \
+			"$(ms "$(median <<<"${p50_list[$c]}")")" "$(ms "$(median <<<"${p99_list[$c]}")")" "$cpu" "$(ratio "$cpu" "$bare_cpu")"
 	done
+	echo
+	echo "Medians over the rounds. Caddy CPU µs/request is the Caddy process's CPU time (front site + upstream site) divided by the requests wrk completed."
+	for c in "${configs[@]:1}"; do
+		echo "- ${title[$c]} costs $(awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[$c]}")" 'BEGIN {printf "%.1f", b - a}') CPU-µs per request more than (a)."
+	done
+	for c in "${configs[@]}"; do
+		[ "${errors[$c]}" = 0 ] || echo "- ${title[$c]}: wrk reported ${errors[$c]} socket errors."
+	done
+	p99s=$(awk -v a="${single_p99[bare]:-0}" -v b="${single_p99[authgate]:-0}" 'BEGIN {if (a > 0) printf "%.2f", b / a; else printf "-"}')
+	echo "- Against issue 12's targets, (b) authgate: $(ratio "$(median <<<"${rps_list[authgate]}")" "$bare_rps") × (a)'s req/s (≥ 0.90), $(awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[authgate]}")" 'BEGIN {printf "%+.1f", b - a}') CPU-µs per request (≤ +15), single-connection p99 $p99s × (a)'s (≤ 2)."
+	if [ -n "$baseline" ]; then
+		echo
+		echo "Paired with the baseline, round by round (the median of the rounds' ratios; below 1 = less CPU or fewer req/s than the baseline):"
+		echo
+		echo "| configuration | req/s ÷ baseline | CPU µs/request ÷ baseline | guard CPU-µs/request over (a): baseline → this build |"
+		echo "|---|---:|---:|---:|"
+		for c in authgate rules; do
+			b=$c-baseline rr="" rc=""
+			for r in $(seq "$rounds"); do
+				rr+="$(ratio "${round_rps[$c,$r]}" "${round_rps[$b,$r]}") "
+				rc+="$(ratio "${round_cpu[$c,$r]}" "${round_cpu[$b,$r]}") "
+			done
+			over() { awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[$1]}")" 'BEGIN {printf "%.1f", b - a}'; }
+			printf '| %s | %.2f | %.2f | %s → %s |\n' "${title[$c]}" "$(median <<<"$rr")" "$(median <<<"$rc")" "$(over "$b")" "$(over "$c")"
+		done
+	fi
+	echo
+	echo "Every round (other CPUs = CPUs kept busy by other processes during the run):"
+	echo
+	echo "| round | configuration | req/s | p50 | p99 | Caddy CPU µs/request | other CPUs |"
+	echo "|---:|---|---:|---:|---:|---:|---:|"
+	printf '%s' "$rounds_table"
+	if [ -n "$single_table" ]; then
+		echo
+		echo "One connection (\`wrk -t1 -c1 -d$single\`, one run each): latency without queueing."
+		echo
+		echo "| configuration | req/s | p50 | p99 | Caddy CPU µs/request | other CPUs |"
+		echo "|---|---:|---:|---:|---:|---:|"
+		printf '%s' "$single_table"
+	fi
+}
+
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+if [ "$pin" = 1 ]; then
+	pinning="Caddy pinned to CPU $server_cpu with GOMAXPROCS=1, wrk to CPU $client_cpu"
+else
+	pinning="no pinning: Caddy (GOMAXPROCS=$ncpu) and wrk share the $ncpu CPUs"
 fi
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+for ncookies in "${counts[@]}"; do
+	load
+	section >"$tmp/section-$ncookies.md"
+done
 
 # --- decode per operation ------------------------------------------------------------
 log "timing decode: go test -bench BenchmarkDecode ./session/"
@@ -306,68 +396,13 @@ next_auth_version=$(node -p 'require("./bench/node/node_modules/next-auth/packag
 auth_core_version=$(node -p 'require("./testdata/node/node_modules/@auth/core/package.json").version')
 
 # --- report --------------------------------------------------------------------------
-cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-if [ "$pin" = 1 ]; then
-	pinning="Caddy pinned to CPU $server_cpu with GOMAXPROCS=1, wrk to CPU $client_cpu"
-else
-	pinning="no pinning: Caddy (GOMAXPROCS=$ncpu) and wrk share the $ncpu CPUs"
-fi
-bare_rps=$(median <<<"${rps_list[bare]}")
-bare_cpu=$(median <<<"${cpu_list[bare]}")
-
 echo "## authgate load benchmark — $label"
 echo
 echo "- Caddy built from $built_from${baseline:+; the baseline (b′, c′) from $baseline_from}."
 echo "- $(date -u '+%Y-%m-%d %H:%M UTC'); $ncpu × $cpu_model ($ncpu CPUs); $("$go" version | awk '{print $3}'); Caddy $caddy_version; $(wrk --version 2>&1 | awk 'NR == 1 {print $1, $2}'); Node $(node --version)."
-echo "- \`wrk -t$threads -c$conns -d$duration --latency\`, keep-alive, loopback, the same requests for every configuration (Accept: application/json and $([ "$ncookies" = 1 ] && echo "one user's session cookie" || echo "$ncookies users' session cookies in turn, bench/cookies.lua")); $rounds round(s) alternating $(for c in "${configs[@]}"; do printf '%s ' "${title[$c]%% *}"; done)after a $warmup warm-up each; $pinning."
-echo "- Load average (1, 5, 15 min) before the rounds: $load_before; after: $load_after."
-echo
-echo "| configuration | req/s (median) | req/s vs (a) | p50 | p99 | Caddy CPU µs/request | CPU vs (a) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for c in "${configs[@]}"; do
-	rps=$(median <<<"${rps_list[$c]}")
-	cpu=$(median <<<"${cpu_list[$c]}")
-	printf '| %s | %.0f | %s | %s | %s | %.1f | %s |\n' "${title[$c]}" "$rps" "$(ratio "$rps" "$bare_rps")" \
-		"$(ms "$(median <<<"${p50_list[$c]}")")" "$(ms "$(median <<<"${p99_list[$c]}")")" "$cpu" "$(ratio "$cpu" "$bare_cpu")"
+for ncookies in "${counts[@]}"; do
+	cat "$tmp/section-$ncookies.md"
 done
-echo
-echo "Medians over the rounds. Caddy CPU µs/request is the Caddy process's CPU time (front site + upstream site) divided by the requests wrk completed."
-for c in "${configs[@]:1}"; do
-	echo "- ${title[$c]} costs $(awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[$c]}")" 'BEGIN {printf "%.1f", b - a}') CPU-µs per request more than (a)."
-done
-for c in "${configs[@]}"; do
-	[ "${errors[$c]}" = 0 ] || echo "- ${title[$c]}: wrk reported ${errors[$c]} socket errors."
-done
-if [ -n "$baseline" ]; then
-	echo
-	echo "Paired with the baseline, round by round (the median of the rounds' ratios; below 1 = less CPU or fewer req/s than the baseline):"
-	echo
-	echo "| configuration | req/s ÷ baseline | CPU µs/request ÷ baseline | guard CPU-µs/request over (a): baseline → this build |"
-	echo "|---|---:|---:|---:|"
-	for c in authgate rules; do
-		b=$c-baseline rr="" rc=""
-		for r in $(seq "$rounds"); do
-			rr+="$(ratio "${round_rps[$c,$r]}" "${round_rps[$b,$r]}") "
-			rc+="$(ratio "${round_cpu[$c,$r]}" "${round_cpu[$b,$r]}") "
-		done
-		over() { awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[$1]}")" 'BEGIN {printf "%.1f", b - a}'; }
-		printf '| %s | %.2f | %.2f | %s → %s |\n' "${title[$c]}" "$(median <<<"$rr")" "$(median <<<"$rc")" "$(over "$b")" "$(over "$c")"
-	done
-fi
-echo
-echo "Every round (other CPUs = CPUs kept busy by other processes during the run):"
-echo
-echo "| round | configuration | req/s | p50 | p99 | Caddy CPU µs/request | other CPUs |"
-echo "|---:|---|---:|---:|---:|---:|---:|"
-printf '%s' "$rounds_table"
-if [ -n "$single_table" ]; then
-	echo
-	echo "One connection (\`wrk -t1 -c1 -d$single\`, one run each): latency without queueing."
-	echo
-	echo "| configuration | req/s | p50 | p99 | Caddy CPU µs/request | other CPUs |"
-	echo "|---|---:|---:|---:|---:|---:|"
-	printf '%s' "$single_table"
-fi
 echo
 echo "### Session token decode, per operation (one thread)"
 echo

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -295,4 +296,36 @@ func BenchmarkGuardForgedHeader(b *testing.B) {
 	h := benchHandler(b, rl, &Handler{})
 	parts[0] = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","enc":"A256CBC-HS512","kid":"x"}`))
 	runRefused(b, h, &http.Cookie{Name: rl.sessions.cookieName, Value: strings.Join(parts, ".")})
+}
+
+// BenchmarkGuardManyUsers sends 2000 users' cookies in turn, all cached: the
+// warm path when the cache holds many sessions (BenchmarkGuardValid's, spread
+// over memory).
+func BenchmarkGuardManyUsers(b *testing.B) {
+	rl := benchRealm(b, nil)
+	h := benchHandler(b, rl, &Handler{})
+	reqs := make([]*http.Request, 2000)
+	for i := range reqs {
+		reqs[i] = benchRequest(sessionCookie(b, rl, map[string]any{"sub": fmt.Sprint("user", i), "email": fmt.Sprint("user", i, "@example.com"), "name": fmt.Sprint("User ", i)}))
+	}
+	w := &discard{h: http.Header{}}
+	serve := func(base *http.Request) {
+		r := *base
+		r.Header = base.Header.Clone()
+		clear(base.Context().Value(caddyhttp.VarsCtxKey).(map[string]any))
+		clear(w.h)
+		w.status = 0
+		if err := h.ServeHTTP(w, &r, noop); err != nil || w.status != 0 {
+			b.Fatalf("status %d, err %v", w.status, err)
+		}
+	}
+	for _, r := range reqs {
+		serve(r)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		serve(reqs[i%len(reqs)])
+		i++
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json/jsontext"
@@ -281,6 +282,35 @@ func decodeClaims(plaintext []byte) (map[string]any, error) {
 	return v.(map[string]any), nil
 }
 
+// claimName is an object member's name from its raw JSON string: the names
+// every token has are constants, not an allocation each.
+func claimName(raw jsontext.Value) string {
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') >= 0 || !utf8.Valid(inner) {
+		name, _ := jsontext.AppendUnquote(nil, raw) // invalid UTF-8 becomes U+FFFD, as with AllowInvalidUTF8
+		return string(name)
+	}
+	switch string(inner) {
+	case "sub":
+		return "sub"
+	case "name":
+		return "name"
+	case "email":
+		return "email"
+	case "picture":
+		return "picture"
+	case "iat":
+		return "iat"
+	case "exp":
+		return "exp"
+	case "jti":
+		return "jti"
+	case "sid":
+		return "sid"
+	}
+	return string(inner)
+}
+
 // readJSON reads the decoder's next value.
 func readJSON(d *jsontext.Decoder) (any, error) {
 	tok, err := d.ReadToken()
@@ -291,11 +321,11 @@ func readJSON(d *jsontext.Decoder) (any, error) {
 	case '{':
 		m := make(map[string]any)
 		for d.PeekKind() != '}' {
-			tok, err := d.ReadToken()
+			raw, err := d.ReadValue() // valid until the next read
 			if err != nil {
 				return nil, err
 			}
-			name := tok.String() // before the next read voids tok
+			name := claimName(raw)
 			v, err := readJSON(d)
 			if err != nil {
 				return nil, err
