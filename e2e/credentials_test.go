@@ -127,7 +127,7 @@ func TestCredentialsSignIn(t *testing.T) {
 			t.Errorf("the log contains the password %q", p)
 		}
 	}
-	if !caddy.LogContains("credentials sign-in refused") {
+	if !caddy.LogContains(`"msg":"sign-in refused"`, `"provider":"credentials"`, `"username":"mallory"`, `"client_ip":"127.0.0.1"`, `"error_code":"CredentialsSignin"`) {
 		t.Error("refused sign-ins are not logged")
 	}
 }

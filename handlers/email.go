@@ -16,13 +16,6 @@ import (
 	"github.com/authgate/caddy-authgate/store"
 )
 
-const (
-	// Sending limits: per address and per client, in an hour from the first send.
-	emailPerAddress = 5
-	emailPerClient  = 20
-	emailWindow     = time.Hour
-)
-
 // emailSignin: POST /signin/{email provider} with `email`. The address is checked,
 // sign_in runs with email.verification_request, and only then is a link sent;
 // the store keeps only a hash of its token.
@@ -54,7 +47,7 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 		return
 	}
 
-	if !rl.underLimit(w, r, "email:"+addr, emailPerAddress) || !rl.underLimit(w, r, "email-client:"+clientIP(r), emailPerClient) {
+	if !rl.underEmailLimits(w, r, p.ID(), addr) {
 		return
 	}
 
@@ -137,22 +130,26 @@ func (lt linkTokens) use(ctx context.Context, st store.Store, addr, token string
 	return err
 }
 
-// underLimit counts one send for key and, past limit in the window, answers 429.
-func (rl *realm) underLimit(w http.ResponseWriter, r *http.Request, key string, limit int) bool {
-	n, err := rl.sessions.store.Hit(r.Context(), key, emailWindow)
+// underEmailLimits counts one link sent to addr at the client's request
+// and, when that is one too many (emailKeys), answers 429.
+func (rl *realm) underEmailLimits(w http.ResponseWriter, r *http.Request, provider, addr string) bool {
+	ctx, keys := r.Context(), emailKeys(addr, limitClient(r))
+	wait, err := waitFor(ctx, rl.sessions.store, keys)
+	refuse := wait > 0
+	if err == nil && !refuse {
+		// Concurrent requests may all have passed waitFor: the count decides.
+		wait, refuse, err = countAll(ctx, rl.sessions.store, keys)
+	}
 	if err != nil {
-		rl.fail(w, r, errEmailSignin, err)
+		rl.fail(w, r, errEmailSignin, err, zap.String("provider", provider))
 		return false
 	}
-	if n <= limit {
+	if !refuse {
 		return true
 	}
-	rl.logger.Warn("email sign-in rate limit reached", zap.String("key", key))
-	w.Header().Set("Retry-After", "3600")
-	rl.pages.message(w, http.StatusTooManyRequests, pageData{
-		Title:   "Too many sign-in emails",
-		Message: "Too many sign-in links were requested. Check your inbox for one already sent, or try again in an hour.",
-	})
+	rl.refused(r, provider, errEmailSignin, "too many sign-in links", zap.String("email", addr), zap.Duration("retry_after", wait))
+	rl.tooMany(w, wait, "Too many sign-in emails",
+		"Too many sign-in links were requested. Check your inbox for one already sent.", "")
 	return false
 }
 

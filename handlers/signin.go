@@ -181,9 +181,56 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 		return
 	}
 	callbackURL := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
-	fields := make(map[string]string, len(r.PostForm))
-	creds := make(map[string]any, len(r.PostForm))
-	for k, v := range r.PostForm {
+	fields, creds := credentialFields(r.PostForm)
+	tried := zap.String("username", truncated(fields["username"]))
+	back := rl.basePath + "/signin?callbackUrl=" + url.QueryEscape(callbackURL)
+	keys := credentialKeys(p.ID(), fields["username"], limitClient(r), p.FailureWindow())
+	wait, err := waitFor(r.Context(), rl.sessions.store, keys)
+	if err != nil {
+		// Credentials need no store otherwise: while it is down, sign-in
+		// goes on without limits rather than not at all.
+		rl.logger.Error("reading the limits of failed sign-ins; checking without them", zap.String("provider", p.ID()), zap.Error(err))
+	}
+	if wait > 0 {
+		rl.refused(r, p.ID(), errCredentialsSignin, "too many failed sign-ins", tried, zap.Duration("retry_after", wait))
+		rl.tooMany(w, wait, "Too many sign-in attempts",
+			"There were too many failed sign-ins for this username or from your network.", back)
+		return
+	}
+	id, err := p.SignIn(r.Context(), fields)
+	switch {
+	case errors.Is(err, providers.ErrCredentials):
+		// A success resets nothing: whoever knows one password cannot clear
+		// the failures counted against others.
+		if _, _, err := countAll(r.Context(), rl.sessions.store, keys); err != nil {
+			rl.logger.Error("counting a failed sign-in", zap.String("provider", p.ID()), zap.Error(err))
+		}
+		rl.refused(r, p.ID(), errCredentialsSignin, "wrong username or password", tried)
+		http.Redirect(w, r, rl.basePath+"/signin?error="+errCredentialsSignin+"&callbackUrl="+url.QueryEscape(callbackURL), http.StatusFound)
+		return
+	case errors.Is(err, providers.ErrBusy):
+		rl.refused(r, p.ID(), errCredentialsSignin, "too many password checks at once", tried)
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Cache-Control", "no-store")
+		rl.pages.message(w, http.StatusServiceUnavailable, pageData{
+			Title: "Busy", Message: "Too many sign-ins are being checked right now. Try again in a moment.",
+			Link: back, LinkText: "Back to sign in",
+		})
+		return
+	case err != nil:
+		rl.fail(w, r, errConfiguration, err, zap.String("provider", p.ID()))
+		return
+	}
+	rl.finishSignIn(w, r, id, creds, callbackURL)
+}
+
+// credentialFields splits a credentials form: fields for the check (all but
+// csrfToken and callbackUrl), creds for the sign_in callback (all but
+// csrfToken and the password).
+func credentialFields(form url.Values) (fields map[string]string, creds map[string]any) {
+	fields = make(map[string]string, len(form))
+	creds = make(map[string]any, len(form))
+	for k, v := range form {
 		if k == "csrfToken" {
 			continue
 		}
@@ -195,21 +242,26 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 			creds[k] = val
 		}
 	}
-	user, err := p.AuthorizeFields(r.Context(), fields)
-	if errors.Is(err, providers.ErrCredentials) {
-		rl.logger.Info("credentials sign-in refused", zap.String("provider", p.ID()), zap.String("path", r.URL.Path))
-		http.Redirect(w, r, rl.basePath+"/signin?error="+errCredentialsSignin+"&callbackUrl="+url.QueryEscape(callbackURL), http.StatusFound)
-		return
+	return fields, creds
+}
+
+// refused logs a refused sign-in at info, as fail2ban and CrowdSec read it:
+// the provider (the logger names the realm), what was tried (username or
+// email), the client's IP, the Auth.js error code and why. Never the password.
+func (rl *realm) refused(r *http.Request, provider, code, reason string, fields ...zap.Field) {
+	if ce := rl.logger.Check(zap.InfoLevel, "sign-in refused"); ce != nil {
+		ce.Write(append(fields, zap.String("provider", provider),
+			zap.String("client_ip", clientIP(r)), zap.String("error_code", code), zap.String("reason", reason))...)
 	}
-	if err != nil {
-		rl.fail(w, r, errConfiguration, err, zap.String("provider", p.ID()))
-		return
+}
+
+// truncated bounds what a client typed before it goes to the log.
+func truncated(s string) string {
+	const most = 256
+	if len(s) <= most {
+		return s
 	}
-	id := &providers.Identity{
-		User:    user,
-		Account: map[string]any{"provider": p.ID(), "type": providers.TypeCredentials, "provider_account_id": user["id"]},
-	}
-	rl.finishSignIn(w, r, id, creds, callbackURL)
+	return strings.ToValidUTF8(s[:most], "") + "…"
 }
 
 // finishSignIn runs the sign_in and jwt callbacks, sets the session cookie and
