@@ -53,7 +53,10 @@ func (b *browser) requestLink(base, provider, address, callbackURL string) respo
 // and that the page is there.
 func wantLinkSent(t *testing.T, b *browser, base string, r response, provider string) {
 	t.Helper()
-	wantLocation(t, r, "/.auth/verify-request?provider="+provider+"&type=email")
+	loc := wantRedirect(t, r)
+	if q := loc.Query(); loc.Path != "/.auth/verify-request" || q.Get("provider") != provider || q.Get("type") != "email" {
+		t.Fatalf("after asking for a link: Location %q, want /.auth/verify-request?provider=%s&type=email&…", r.Header.Get("Location"), provider)
+	}
 	wantNoSetCookie(t, r, sessionCookie)
 	page := b.navigate(base + r.Header.Get("Location"))
 	wantStatus(t, page, http.StatusOK)

@@ -16,7 +16,10 @@
 //	email.go               the email link flow
 //	api.go                 the JSON endpoints: session, csrf, providers, verify, jwks
 //	admin.go               session administration
-//	pages.go               the HTML pages
+//	pages.go               the HTML pages: theme, the operator's own pages, templates
+//	metrics.go             the metrics in Caddy's registry
+//	events.go              the events emitted through Caddy's events app
+//	health.go              /health: the store and the providers' discovery
 //	forms.go               POST bodies and the CSRF double-submit check
 //	errors.go              the Auth.js error codes: status and text
 //	request.go             request helpers: rule variables, client IP, JSON answers

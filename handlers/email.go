@@ -68,7 +68,7 @@ func (rl *realm) emailSignin(w http.ResponseWriter, r *http.Request, p *provider
 		return
 	}
 	rl.logger.Info("email sign-in link sent", field)
-	http.Redirect(w, r, rl.basePath+"/verify-request?provider="+url.QueryEscape(p.ID())+"&type=email", http.StatusFound)
+	http.Redirect(w, r, rl.verifyRequestURL(p.ID(), addr, callbackURL), http.StatusFound)
 }
 
 // emailCallback: GET /callback/{email provider}?token&email&callbackUrl — the link.
@@ -148,6 +148,7 @@ func (rl *realm) underEmailLimits(w http.ResponseWriter, r *http.Request, provid
 		return true
 	}
 	rl.refused(r, provider, errEmailSignin, "too many sign-in links", zap.String("email", addr), zap.Duration("retry_after", wait))
+	rl.metrics.rateLimit(limitEmail)
 	rl.tooMany(w, wait, "Too many sign-in emails",
 		"Too many sign-in links were requested. Check your inbox for one already sent.", "")
 	return false

@@ -38,6 +38,7 @@ func (rl *realm) provider(w http.ResponseWriter, id string) (providers.Provider,
 
 // fail redirects to the error page with an Auth.js error code; detail goes to the log only.
 func (rl *realm) fail(w http.ResponseWriter, r *http.Request, code string, detail error, fields ...zap.Field) {
+	rl.signInFailed(providerOf(fields), code)
 	fields = append(fields, zap.String("error_code", code), zap.String("path", r.URL.Path))
 	if detail != nil {
 		fields = append(fields, zap.Error(detail))
@@ -193,6 +194,7 @@ func (rl *realm) credentialsCallback(w http.ResponseWriter, r *http.Request, p *
 	}
 	if wait > 0 {
 		rl.refused(r, p.ID(), errCredentialsSignin, "too many failed sign-ins", tried, zap.Duration("retry_after", wait))
+		rl.metrics.rateLimit(limitCredentials)
 		rl.tooMany(w, wait, "Too many sign-in attempts",
 			"There were too many failed sign-ins for this username or from your network.", back)
 		return
@@ -249,6 +251,7 @@ func credentialFields(form url.Values) (fields map[string]string, creds map[stri
 // the provider (the logger names the realm), what was tried (username or
 // email), the client's IP, the Auth.js error code and why. Never the password.
 func (rl *realm) refused(r *http.Request, provider, code, reason string, fields ...zap.Field) {
+	rl.signInFailed(provider, code)
 	if ce := rl.logger.Check(zap.InfoLevel, "sign-in refused"); ce != nil {
 		ce.Write(append(fields, zap.String("provider", provider),
 			zap.String("client_ip", clientIP(r)), zap.String("error_code", code), zap.String("reason", reason))...)
@@ -302,7 +305,8 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 		return
 	}
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
-	http.Redirect(w, r, rl.callbackURL(r, callbackURL), http.StatusFound)
+	rl.signedIn(id, claims, isNew)
+	http.Redirect(w, r, rl.pages.afterSignIn(rl.callbackURL(r, callbackURL), isNew), http.StatusFound)
 }
 
 // signInAllowed runs the sign_in callback and, unless it allows the sign-in,
@@ -386,6 +390,7 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st, err := rl.sessions.read(w, r, rl.cb); st != nil {
+		rl.signedOut(st.token)
 		if err := rl.sessions.end(r.Context(), st); err != nil {
 			rl.logger.Error("ending the session in the store failed; its cookie is cleared", zap.Error(err))
 		}

@@ -1,6 +1,6 @@
 // Package testcaddy runs Caddy with authgate in the test process, from a
-// Caddyfile, with its admin API off, its storage in a temporary directory and its
-// log captured for assertions.
+// Caddyfile, with its admin API off (StartAdmin: on a loopback port), its
+// storage in a temporary directory and its log captured for assertions.
 package testcaddy
 
 import (
