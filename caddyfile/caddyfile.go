@@ -57,6 +57,8 @@ import (
 //			userinfo_url <url>
 //			api_url <url>
 //			allow_email_linking
+//			bearer [<audience>…]
+//			sign_out_at_provider
 //			users_file <path>
 //			authorize_url <url>
 //			timeout <duration>
@@ -427,6 +429,13 @@ func parseProviderOption(d *cf.Dispenser, p *providers.Config, strs map[string]*
 			err = d.ArgErr()
 		}
 		p.AllowEmailLinking = true
+	case "bearer":
+		p.Bearer, p.BearerAudiences = true, d.RemainingArgs()
+	case "sign_out_at_provider":
+		if d.NextArg() {
+			err = d.ArgErr()
+		}
+		p.SignOutAtProvider = true
 	case "timeout":
 		p.Timeout, err = durationArg(d, "provider timeout")
 	case "max_age":

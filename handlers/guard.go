@@ -200,6 +200,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		rl.metrics.decide(decisionUnavailable)
 		return unavailable(w, r, rl.pages, rl.logger, err)
 	}
+	if st == nil && rs.bearer {
+		return bearerRefused(w)
+	}
 	if st == nil || st.entry.failedRefresh {
 		return h.unauthenticated(w, r)
 	}

@@ -31,11 +31,13 @@ type realm struct {
 	links     linkTokens
 	asserter  *session.Asserter
 	providers *providerSet
-	cb        *callbacks.Callbacks
-	admin     []*callbacks.Check
-	pages     *pages
-	routes    routes
-	logger    *zap.Logger
+	// bearers are the providers whose bearer tokens are sessions.
+	bearers []providers.BearerVerifier
+	cb      *callbacks.Callbacks
+	admin   []*callbacks.Check
+	pages   *pages
+	routes  routes
+	logger  *zap.Logger
 	// metrics and events report what happens (DESIGN.md "Operator surface");
 	// nil until the app instruments the realm, and then nothing is reported.
 	metrics   *realmMetrics
@@ -94,6 +96,11 @@ func newRealm(ctx context.Context, name string, cfg *Realm, logger *zap.Logger) 
 	}
 	if rl.cb, err = compileCallbacks(cfg.Callbacks, repl, logger); err != nil {
 		return nil, err
+	}
+	for _, p := range rl.providers.list {
+		if b, ok := p.(providers.BearerVerifier); ok && b.Bearer() {
+			rl.bearers = append(rl.bearers, b)
+		}
 	}
 	rl.sessions.refreshOn = rl.cb.RefreshAccessToken()
 	rl.sessions.oauth = rl.providers.oauth

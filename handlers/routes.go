@@ -71,6 +71,7 @@ func newRoutes(rl *realm) routes {
 	rt.handle("error", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.errorPage(w, r) })
 	rt.handle("verify-request", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.verifyRequestPage(w, r) })
 	rt.handle("verify", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, h *Handler) { rl.verify(w, r, h) })
+	rt.handle("backchannel-logout/{}", http.MethodPost, func(w http.ResponseWriter, r *http.Request, id string, _ *Handler) { rl.backchannelLogout(w, r, id) })
 	rt.handle("jwks.json", http.MethodGet, func(w http.ResponseWriter, _ *http.Request, _ string, _ *Handler) { rl.jwks(w) })
 	rt.handle("health", http.MethodGet, func(w http.ResponseWriter, r *http.Request, _ string, _ *Handler) { rl.health(w, r) })
 	if rl.admin != nil {

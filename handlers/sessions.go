@@ -384,6 +384,15 @@ func (s *sessions) record(ctx context.Context, e *tokenEntry) {
 		return
 	}
 	rec := store.Session{ID: jwtSessionID(e.sid), UserID: sub, Expires: e.expires}
+	// What back-channel logout looks for: the provider and its session id.
+	for _, k := range [...]string{claimProvider, claimIDPSid} {
+		if v, ok := e.claims[k].(string); ok && v != "" {
+			if rec.Data == nil {
+				rec.Data = map[string]any{}
+			}
+			rec.Data[k] = v
+		}
+	}
 	err := s.store.CreateSession(ctx, rec)
 	if errors.Is(err, store.ErrConflict) {
 		err = s.store.UpdateSession(ctx, rec)

@@ -20,6 +20,8 @@ type requestState struct {
 	set []string
 	// cookiesStripped: the realm's cookies are gone from the request.
 	cookiesStripped bool
+	// bearer: the session came from an Authorization: Bearer token.
+	bearer bool
 }
 
 const requestStateVar = "authgate.request"
@@ -42,9 +44,16 @@ func (rs *requestState) session(w http.ResponseWriter, r *http.Request, rl *real
 	if rs.realm == rl {
 		return rs.st, rs.err
 	}
-	st, err := rl.sessions.read(w, r, rl.cb)
+	var st *sessionState
+	var err error
+	raw, bearer := rl.bearerToken(r)
+	if bearer {
+		st = rl.bearerSession(r, raw)
+	} else {
+		st, err = rl.sessions.read(w, r, rl.cb)
+	}
 	if rs.realm == nil {
-		rs.realm, rs.st, rs.err = rl, st, err
+		rs.realm, rs.st, rs.err, rs.bearer = rl, st, err, bearer
 	}
 	return st, err
 }

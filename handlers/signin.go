@@ -300,10 +300,12 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 		rl.fail(w, r, errConfiguration, err, prov)
 		return
 	}
+	rl.providerClaims(id, claims)
 	if err := rl.sessions.start(w, r, claims); err != nil {
 		rl.fail(w, r, errConfiguration, err, prov)
 		return
 	}
+	rl.rememberProviderSession(r.Context(), claims)
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
 	rl.signedIn(id, claims, isNew)
 	http.Redirect(w, r, rl.pages.afterSignIn(rl.callbackURL(r, callbackURL), isNew), http.StatusFound)
@@ -389,7 +391,11 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 		rl.csrfFailed(w, r)
 		return
 	}
+	target := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
 	if st, err := rl.sessions.read(w, r, rl.cb); st != nil {
+		if u, ok := rl.endSessionURL(r.Context(), st.token, target); ok {
+			target = u
+		}
 		rl.signedOut(st.token)
 		if err := rl.sessions.end(r.Context(), st); err != nil {
 			rl.logger.Error("ending the session in the store failed; its cookie is cleared", zap.Error(err))
@@ -398,5 +404,5 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 		rl.logger.Error("reading the session to sign out failed; its cookie is cleared", zap.Error(err))
 	}
 	rl.sessions.clearCookie(w, r)
-	http.Redirect(w, r, rl.callbackURL(r, r.PostForm.Get("callbackUrl")), http.StatusFound)
+	http.Redirect(w, r, target, http.StatusFound)
 }

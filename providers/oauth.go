@@ -138,7 +138,12 @@ func (b *oauthBase) refresh(ctx context.Context, conf *oauth2.Config, refreshTok
 // from starting; sign-in through it fails until discovery succeeds.
 type oidcProvider struct {
 	oauthBase
-	issuer       string
+	issuer string
+	// bearer: API clients' bearer tokens are sessions, for these audiences.
+	bearer    bool
+	audiences []string
+	// endSession: sign-out ends the provider's session too.
+	endSession   bool
 	clientID     string
 	clientSecret string
 	scopes       []string
@@ -158,8 +163,14 @@ type discovery struct {
 	provider *oidc.Provider
 	// verifier checks ID tokens; built once, it shares the provider's cached keys.
 	verifier *oidc.IDTokenVerifier
+	// anyAudience checks a token's signature, issuer and expiry, not its
+	// audience: bearer tokens may be for another audience of the API, and
+	// logout tokens are checked by their own rules.
+	anyAudience *oidc.IDTokenVerifier
 	// issRequired: the metadata has authorization_response_iss_parameter_supported.
 	issRequired bool
+	// endSession is the end_session_endpoint (RP-initiated logout), if any.
+	endSession string
 }
 
 const googleIssuer = "https://accounts.google.com"
@@ -184,6 +195,9 @@ func newOIDC(ctx context.Context, cfg Config, client *http.Client, logger *zap.L
 	p := &oidcProvider{
 		oauthBase:    oauthBase{id: cfg.ID, name: name, typ: TypeOIDC, client: client, emailLinking: cfg.AllowEmailLinking},
 		issuer:       cfg.Issuer,
+		bearer:       cfg.Bearer,
+		audiences:    append([]string{cfg.ClientID}, cfg.BearerAudiences...),
+		endSession:   cfg.SignOutAtProvider,
 		clientID:     cfg.ClientID,
 		clientSecret: cfg.ClientSecret,
 		scopes:       scopesOr(cfg, oidc.ScopeOpenID, "email", "profile"),
@@ -234,10 +248,16 @@ func (p *oidcProvider) discover(ctx context.Context, force bool) (*discovery, er
 		IssParameter bool `json:"authorization_response_iss_parameter_supported"`
 	}
 	_ = prov.Claims(&meta)
+	var endpoints struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = prov.Claims(&endpoints)
 	p.disc = &discovery{
 		provider:    prov,
 		verifier:    prov.Verifier(&oidc.Config{ClientID: p.clientID}),
+		anyAudience: prov.Verifier(&oidc.Config{SkipClientIDCheck: true}),
 		issRequired: meta.IssParameter,
+		endSession:  endpoints.EndSession,
 	}
 	p.lastErr = nil
 	p.ready.Store(true)
@@ -334,7 +354,7 @@ func (p *oidcProvider) Callback(ctx context.Context, redirectURL string, params 
 		User: map[string]any{
 			"id":    idt.Subject,
 			"name":  firstNonEmpty(str(profile, "name"), str(profile, "preferred_username")),
-			"email": verifiedEmail(profile),
+			"email": VerifiedEmail(profile),
 			"image": str(profile, "picture"),
 		},
 		Account: p.account(idt.Subject, tok),
@@ -421,7 +441,7 @@ func newOAuth2(cfg Config, client *http.Client) (*plainOAuth, error) {
 		return map[string]any{
 			"id":    firstNonEmpty(str(prof, "sub"), idString(prof["id"])),
 			"name":  firstNonEmpty(str(prof, "name"), str(prof, "preferred_username"), str(prof, "login")),
-			"email": verifiedEmail(prof),
+			"email": VerifiedEmail(prof),
 			"image": firstNonEmpty(str(prof, "picture"), str(prof, "avatar_url")),
 		}
 	}
@@ -433,7 +453,7 @@ func newOAuth2(cfg Config, client *http.Client) (*plainOAuth, error) {
 // as a string), else "": an address nobody proved is not the user's, so it
 // must not find, link or authorize anyone (pre-account hijacking). The
 // profile keeps it, raw, for rules that want it anyway.
-func verifiedEmail(profile map[string]any) string {
+func VerifiedEmail(profile map[string]any) string {
 	switch v := profile["email_verified"].(type) {
 	case bool:
 		if v {

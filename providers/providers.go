@@ -83,6 +83,20 @@ type Config struct {
 	// the accounts belong to the same person (Auth.js's OAuthAccountNotLinked).
 	AllowEmailLinking bool `json:"allow_email_linking,omitempty"`
 
+	// Bearer, for an oidc or google provider, accepts API clients' requests
+	// with `Authorization: Bearer <JWT>` signed by the issuer (its JWKS) and
+	// meant for the client id or one of BearerAudiences: such a request is a
+	// session of its own. Off by default.
+	Bearer bool `json:"bearer,omitempty"`
+
+	// BearerAudiences are audiences a bearer token may have besides the client id.
+	BearerAudiences []string `json:"bearer_audiences,omitempty"`
+
+	// SignOutAtProvider, for an oidc provider, ends the provider's session too
+	// at sign-out: the browser is sent to its end_session_endpoint with
+	// id_token_hint (the ID token is then kept in the session token).
+	SignOutAtProvider bool `json:"sign_out_at_provider,omitempty"`
+
 	// Mailer sends the email provider's sign-in links: smtp://user:pass@host:port
 	// (STARTTLS when offered), smtps://… (TLS), or `log` (prints the link to the
 	// log: for development only).
@@ -154,6 +168,9 @@ func New(ctx context.Context, cfg Config, client *http.Client, logger *zap.Logge
 	}
 	if !validID(cfg.ID) {
 		return nil, fmt.Errorf("provider id %q: use letters, digits, '-' and '_' only", cfg.ID)
+	}
+	if (cfg.Bearer || cfg.SignOutAtProvider) && cfg.Kind != "oidc" && cfg.Kind != "google" {
+		return nil, fmt.Errorf("provider %q: bearer and sign_out_at_provider are options of oidc and google providers", cfg.ID)
 	}
 	switch cfg.Kind {
 	case "oidc", "google":

@@ -42,6 +42,12 @@ type Client struct {
 	ID           string
 	Secret       string
 	RedirectURIs []string
+	// PostLogoutRedirectURIs are where the end-session endpoint may send the
+	// browser back to (RP-initiated logout).
+	PostLogoutRedirectURIs []string
+	// BackchannelLogoutURI receives logout tokens when a session at the
+	// provider ends (OIDC Back-Channel Logout 1.0); "" for none.
+	BackchannelLogoutURI string
 }
 
 // Options configures the provider.
@@ -87,9 +93,12 @@ type serverConfig struct {
 }
 
 type serverClient struct {
-	ClientID     string   `json:"client_id"`
-	ClientSecret string   `json:"client_secret"`
-	RedirectURIs []string `json:"redirect_uris"`
+	ClientID               string   `json:"client_id"`
+	ClientSecret           string   `json:"client_secret"`
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	BackchannelSession     bool     `json:"backchannel_logout_session_required,omitempty"`
 }
 
 // Start starts the provider on a free loopback port and stops it with
@@ -111,7 +120,8 @@ func Start(t testing.TB, opts Options) *IDP {
 		cfg.Accounts = map[string]map[string]any{}
 	}
 	for _, c := range opts.Clients {
-		cfg.Clients = append(cfg.Clients, serverClient{ClientID: c.ID, ClientSecret: c.Secret, RedirectURIs: c.RedirectURIs})
+		cfg.Clients = append(cfg.Clients, serverClient{ClientID: c.ID, ClientSecret: c.Secret, RedirectURIs: c.RedirectURIs,
+			PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI, BackchannelSession: c.BackchannelLogoutURI != ""})
 	}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
@@ -316,6 +326,50 @@ func Authorize(t testing.TB, jar http.CookieJar, authURL *url.URL, account strin
 	return loc
 }
 
+// EndSession plays a browser that the relying party sent to the provider's
+// end_session_endpoint (endSessionURL): it confirms the sign-out and returns
+// where the provider sends the browser afterwards (the post-logout redirect
+// URI), or nil when it shows its own "signed out" page. The provider sends
+// the back-channel logout tokens before it answers.
+func EndSession(t testing.TB, jar http.CookieJar, endSessionURL string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(endSessionURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpHost := u.Host
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Host != idpHost || len(via) > 10 {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err := browser.Get(endSessionURL)
+	if err != nil {
+		t.Fatalf("GET %s: %v", endSessionURL, err)
+	}
+	f, err := provFormOf(resp)
+	if err != nil || f == nil || f.kind != "logout" {
+		t.Fatalf("the provider showed no sign-out confirmation at %s (%s): %v\n%s", endSessionURL, resp.Status, err, excerpt(resp))
+	}
+	f.values.Set("logout", "yes")
+	resp, err = browser.PostForm(f.action, f.values)
+	if err != nil {
+		t.Fatalf("confirming the sign-out: %v", err)
+	}
+	defer resp.Body.Close()
+	if loc, err := resp.Location(); err == nil && loc.Host != idpHost {
+		return loc
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("confirming the sign-out: %s at %s\n%s", resp.Status, resp.Request.URL, excerpt(resp))
+	}
+	return nil
+}
+
+// Output is the provider's last lines of output, for a test's failure message.
+func (p *IDP) Output() string { return p.logs.String() }
+
 // provForm is a form of the provider's to submit.
 type provForm struct {
 	kind   string // "login", "consent" or "callback" (form_post response mode)
@@ -364,6 +418,9 @@ func provFormOf(resp *http.Response) (*provForm, error) {
 		kind := values.Get("prompt")
 		if kind == "" && title == "Submitting Callback" {
 			kind = "callback"
+		}
+		if kind == "" && values.Has("xsrf") && strings.Contains(attr(form, "action"), "/session/end") {
+			kind = "logout"
 		}
 		if kind == "" {
 			continue

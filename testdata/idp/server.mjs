@@ -100,10 +100,18 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     userinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     ...(config.refresh_tokens ? { revocation: { enabled: true } } : {}),
   },
   cookies: {
     keys: ['authgate-test-idp-cookie-key-1', 'authgate-test-idp-cookie-key-2'],
+  },
+  // The provider refuses to call special-use addresses (SSRF protection);
+  // the test's relying party listens on loopback, so its back-channel logout
+  // requests go out without that check.
+  fetch: (url, options) => {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
   },
   ...(config.ttl ? { ttl: config.ttl } : {}),
   ...(config.refresh_tokens ? {
@@ -168,6 +176,7 @@ provider.use(async (ctx, next) => {
 });
 
 provider.on('server_error', (ctx, err) => console.error('testidp: server_error', err));
+provider.on('backchannel.error', (ctx, err, client) => console.error('testidp: backchannel logout to', client.clientId, 'failed:', err?.message ?? err, err?.cause?.message ?? '', err?.cause?.code ?? ''));
 
 server.on('request', provider.callback());
 
