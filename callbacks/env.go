@@ -64,10 +64,6 @@ func init() {
 	}
 }
 
-// Variables are the CEL variables of kind's rules: KindSignIn, KindRedirect,
-// KindJWT, KindSession or KindRoute.
-func Variables(kind string) []string { return slices.Clone(kindVars[kind]) }
-
 // CheckVariables reports whether vars, decoded from JSON, fit kind's CEL
 // variables: each a variable of kind, of its type (an object, a string, a bool).
 // Missing variables are not checked: rules see them as empty.
