@@ -637,6 +637,20 @@ func TestValidateErrors(t *testing.T) {
 		}`, site),
 		},
 		{
+			name: "bearer on a provider that is not OpenID Connect",
+			caddyfile: withRealm("secret "+testSecret, `provider github {
+			client_id x
+			client_secret y
+			bearer
+		}
+		callbacks {
+			sign_in {
+				default allow
+			}
+		}`, site),
+			want: []string{"bearer and sign_out_at_provider are options of oidc and google providers"},
+		},
+		{
 			name: "open sign-in without a sign_in rule",
 			caddyfile: withRealm("secret "+testSecret, `provider oidc {
 			issuer http://127.0.0.1:1
