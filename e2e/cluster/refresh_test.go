@@ -20,6 +20,17 @@ import (
 // sent to, so the new session is not used yet.
 func signInOIDC(t *testing.T, in *instance, idp *testidp.IDP, account string) string {
 	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signInOIDCWith(t, in, jar, account)
+}
+
+// signInOIDCWith is signInOIDC with the browser's cookie jar at the provider
+// given, so that the test can use the provider session afterwards.
+func signInOIDCWith(t *testing.T, in *instance, jar http.CookieJar, account string) string {
+	t.Helper()
 	tok, c := csrf(t, in)
 	r := mustDo(t, request{method: http.MethodPost, url: in.base + "/.auth/signin/oidc", accept: htmlAccept,
 		cookies: []*http.Cookie{c}, form: url.Values{"csrfToken": {tok}, "callbackUrl": {in.base + "/app"}}})
@@ -34,10 +45,6 @@ func signInOIDC(t *testing.T, in *instance, idp *testidp.IDP, account string) st
 	}
 
 	// At the provider: a browser with a cookie jar of its own.
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cb := testidp.Authorize(t, jar, authURL, account)
 
 	r = mustDo(t, request{url: cb.String(), accept: htmlAccept, cookies: []*http.Cookie{{Name: state.Name, Value: state.Value}}})
