@@ -1,7 +1,8 @@
 // Command soak runs authgate under mixed load on loopback for a while (`make
-// soak`, not part of `make test`): guarded requests over many sessions, and
-// users who sign in with credentials, make a few requests, update their
-// session and sign out. It starts one Caddy (the load benchmark's
+// soak`, not part of `make test`): guarded requests over many sessions, whose
+// tokens are re-issued now and then as renewals do (so the token cache fills
+// and evicts), and users who sign in with credentials, make a few requests,
+// update their session and sign out. It starts one Caddy (the load benchmark's
 // bench/caddyfiles/authgate.Caddyfile), logs every minute what was done and
 // Caddy's resident memory, and fails on any unexpected answer or when memory
 // grows: the RSS at the end must be within -rss-growth of the RSS at -rss-from.
@@ -50,6 +51,7 @@ type config struct {
 	rssFrom     time.Duration
 	rssGrowth   float64
 	port        int
+	renew       time.Duration // the pool's tokens are re-issued this often
 }
 
 func main() {
@@ -63,6 +65,7 @@ func main() {
 	flag.DurationVar(&cfg.rssFrom, "rss-from", 2*time.Minute, "when the reference RSS is taken")
 	flag.Float64Var(&cfg.rssGrowth, "rss-growth", 0.10, "allowed RSS growth from -rss-from to the end")
 	flag.IntVar(&cfg.port, "port", 18600, "the guarded site's port (the upstream's is port+1)")
+	flag.DurationVar(&cfg.renew, "renew", 30*time.Second, "re-issue the sessions' tokens this often, as renewals do (0: never)")
 	flag.Parse()
 	if cfg.caddy == "" || cfg.sessions < 1 || cfg.workers < 1 || cfg.duration <= cfg.rssFrom {
 		fmt.Fprintln(os.Stderr, "soak: -caddy is required; -sessions and -workers at least 1; -duration longer than -rss-from")
@@ -112,12 +115,14 @@ func run(cfg config) error {
 		_ = caddy.Wait()
 	}()
 
-	cookies, err := mintCookies(secret, cfg.sessions)
+	first, err := mintCookies(secret, cfg.sessions)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("soak: Caddy pid %d on 127.0.0.1:%d; %d sessions, %d workers, %.1f journeys/s, %s\n",
-		caddy.Process.Pid, cfg.port, cfg.sessions, cfg.workers, cfg.journeys, cfg.duration)
+	var cookies atomic.Pointer[[]string]
+	cookies.Store(&first)
+	fmt.Printf("soak: Caddy pid %d on 127.0.0.1:%d; %d sessions (tokens re-issued every %s), %d workers, %.1f journeys/s, %s\n",
+		caddy.Process.Pid, cfg.port, cfg.sessions, cfg.renew, cfg.workers, cfg.journeys, cfg.duration)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.duration)
 	defer cancel()
@@ -131,7 +136,14 @@ func run(cfg config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			guardedLoop(ctx, client, base, cookies, w*len(cookies)/cfg.workers, cfg.maxRequests, &c, cancel)
+			guardedLoop(ctx, client, base, &cookies, w*cfg.sessions/cfg.workers, cfg.maxRequests, &c, cancel)
+		}()
+	}
+	if cfg.renew > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			renew(ctx, secret, cfg, &cookies, &c)
 		}()
 	}
 	wg.Add(1)
@@ -223,10 +235,32 @@ func mintCookies(secret string, n int) ([]string, error) {
 	return cookies, nil
 }
 
+// renew re-issues the pool's tokens every cfg.renew until ctx ends: the cache
+// meets a new generation of sessions, and the old ones go cold, as they do
+// when sessions are renewed.
+func renew(ctx context.Context, secret string, cfg config, cookies *atomic.Pointer[[]string], c *counts) {
+	tick := time.NewTicker(cfg.renew)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		next, err := mintCookies(secret, cfg.sessions)
+		if err != nil {
+			c.fail("re-issuing the sessions: %v", err)
+			return
+		}
+		cookies.Store(&next)
+	}
+}
+
 // guardedLoop sends guarded requests with the pool's cookies in turn from
 // start, each of which must answer 200 ok.
-func guardedLoop(ctx context.Context, client *http.Client, base string, cookies []string, start int, maxRequests int64, c *counts, stop func()) {
+func guardedLoop(ctx context.Context, client *http.Client, base string, pool *atomic.Pointer[[]string], start int, maxRequests int64, c *counts, stop func()) {
 	for i := start; ctx.Err() == nil; i++ {
+		cookies := *pool.Load()
 		if c.total() >= maxRequests {
 			stop()
 			return
