@@ -116,14 +116,16 @@ func TestMetrics(t *testing.T) {
 	wantMetric(t, m, 0, "caddy_authgate_requests_total", "realm=default", "decision=allowed")
 	wantMetric(t, m, 0, "caddy_authgate_sign_ins_total", "realm=default", "provider=credentials", "outcome=success")
 
-	wantStatus(t, b.navigate(base+"/app"), http.StatusFound)      // unauthenticated
-	wantStatus(t, b.api(base+"/app"), http.StatusUnauthorized)    // unauthenticated
-	r := b.signInCredentials(base, base+"/app", "alice", "wrong") // denied
+	wantStatus(t, b.navigate(base+"/app"), http.StatusFound)            // unauthenticated
+	wantStatus(t, b.api(base+"/app"), http.StatusUnauthorized)          // unauthenticated
+	wantStatus(t, b.api(base+"/.auth/verify"), http.StatusUnauthorized) // unauthenticated: forward auth decides too
+	r := b.signInCredentials(base, base+"/app", "alice", "wrong")       // denied
 	wantStatus(t, r, http.StatusFound)
 	wantStatus(t, b.signInCredentials(base, base+"/app", "alice", aliceUser.Password), http.StatusFound) // success, one webhook call
 	wantStatus(t, b.navigate(base+"/app"), http.StatusOK)                                                // allowed
 	wantStatus(t, b.navigate(base+"/app/2"), http.StatusOK)                                              // allowed
 	wantStatus(t, b.navigate(base+"/admin/x"), http.StatusForbidden)                                     // forbidden
+	wantStatus(t, b.api(base+"/.auth/verify"), http.StatusOK)                                            // allowed
 	wantStatus(t, b.signOut(base), http.StatusFound)
 	// Six links for one address in an hour: the sixth is refused (5 per address and client).
 	for i := 0; i < 6; i++ {
@@ -134,8 +136,8 @@ func TestMetrics(t *testing.T) {
 	}
 
 	m = scrape(t, c)
-	wantMetric(t, m, 2, "caddy_authgate_requests_total", "realm=default", "decision=unauthenticated")
-	wantMetric(t, m, 2, "caddy_authgate_requests_total", "realm=default", "decision=allowed")
+	wantMetric(t, m, 3, "caddy_authgate_requests_total", "realm=default", "decision=unauthenticated")
+	wantMetric(t, m, 3, "caddy_authgate_requests_total", "realm=default", "decision=allowed")
 	wantMetric(t, m, 1, "caddy_authgate_requests_total", "realm=default", "decision=forbidden")
 	wantMetric(t, m, 0, "caddy_authgate_requests_total", "realm=default", "decision=unavailable")
 	wantMetric(t, m, 1, "caddy_authgate_sign_ins_total", "realm=default", "provider=credentials", "outcome=success")
@@ -166,11 +168,24 @@ func TestMetrics(t *testing.T) {
 	// A reload registers the metrics in the new config's registry: no
 	// duplicate registration, the series are served and count again.
 	c.Reload(t, cfg, true)
-	// The old config's server closed its idle connections.
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	wantStatus(t, b.navigate(base+"/app"), http.StatusFound)
+	// The old config's server closes its connections as it shuts down: wait
+	// for one request to reach the new one.
+	testsite.Eventually(t, 10*time.Second, "a request served after the reload", func() error {
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		resp, err := http.Get(base + "/app")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 	m = scrape(t, c)
-	wantMetric(t, m, 1, "caddy_authgate_requests_total", "realm=default", "decision=unauthenticated")
+	if n := metric(t, m, "caddy_authgate_requests_total", "realm=default", "decision=unauthenticated"); n < 1 {
+		t.Errorf("after the reload: requests_total{decision=unauthenticated} = %v, want the new config's count", n)
+	}
 	wantMetric(t, m, 0, "caddy_authgate_sign_ins_total", "realm=default", "provider=credentials", "outcome=success")
 }
 

@@ -139,18 +139,21 @@ func (rl *realm) verify(w http.ResponseWriter, r *http.Request, h *Handler) {
 		return
 	}
 	if st == nil || st.entry.failedRefresh {
+		rl.metrics.decide(decisionUnauthenticated)
 		writeError(w, http.StatusUnauthorized, errSessionRequired)
 		return
 	}
 	v := h.view(st, r)
 	if !v.allowed {
 		rl.requireRefused(r, v.refusedBy, st.token)
+		rl.metrics.decide(decisionForbidden)
 		writeError(w, http.StatusForbidden, errAccessDenied)
 		return
 	}
 	for _, hv := range v.headers {
 		w.Header()[hv.name] = hv.value
 	}
+	rl.metrics.decide(decisionAllowed)
 	w.WriteHeader(http.StatusOK)
 }
 
