@@ -324,8 +324,12 @@ func (rl *realm) signInAllowed(w http.ResponseWriter, r *http.Request, in callba
 			field, zap.String("client_ip", clientIP(r)), zap.String("redirect", dec.Redirect))...)
 		http.Redirect(w, r, rl.callbackURL(r, dec.Redirect), http.StatusFound)
 	case !dec.Allow:
-		rl.fail(w, r, errAccessDenied, nil, append(refusalFields(dec.Source, in.User["id"], in.User["email"]),
-			field, zap.String("client_ip", clientIP(r)))...)
+		// A rule's refusal is the operator's policy, not a failure: info, as
+		// every refused sign-in, for fail2ban and CrowdSec.
+		rl.logger.Info("sign-in refused by a rule", append(refusalFields(dec.Source, in.User["id"], in.User["email"]),
+			field, zap.String("client_ip", clientIP(r)), zap.String("error_code", errAccessDenied))...)
+		rl.signInFailed(providerOf([]zap.Field{field}), errAccessDenied)
+		http.Redirect(w, r, rl.basePath+"/error?error="+errAccessDenied, http.StatusFound)
 	default:
 		return true
 	}
