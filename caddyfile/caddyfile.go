@@ -749,7 +749,7 @@ func parseHeader(d *cf.Dispenser) (handlers.HeaderConfig, error) {
 	if err := callbacks.CheckHeaderName(args[0]); err != nil {
 		return handlers.HeaderConfig{}, d.WrapErr(err)
 	}
-	return handlers.HeaderConfig{Name: args[0], Expr: args[1]}, nil
+	return handlers.HeaderConfig{Name: args[0], Expr: args[1], Source: source(d)}, nil
 }
 
 // parseAssertion reads `assertion [<header>]`.

@@ -71,6 +71,8 @@ type HeaderConfig struct {
 	// Expr is a CEL expression; a list is joined with ",", an empty value or an
 	// absent field removes the header.
 	Expr string `json:"expr"`
+	// Source is where the line was written ("Caddyfile:12"), for warnings.
+	Source string `json:"source,omitempty"`
 }
 
 type header struct {
@@ -123,7 +125,7 @@ func (h *Handler) compile(rl *realm) error {
 			return fmt.Errorf("header %s: %v", hc.Name, err)
 		}
 		if !h.Passive {
-			callbacks.LogUnknownKeys(rl.logger, rl.cb.UnknownKeysIn(e), zap.String("header", hc.Name))
+			callbacks.LogUnknownKeys(rl.logger, rl.cb.UnknownKeysIn(e), zap.String("header", hc.Name), zap.String("source", hc.Source))
 		}
 		h.headers = append(h.headers, header{name: http.CanonicalHeaderKey(hc.Name), expr: e})
 		h.strip = append(h.strip, stripName(hc.Name))
