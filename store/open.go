@@ -22,7 +22,9 @@ type Options struct {
 	// Path is the bolt file. Default: BoltPath(DataDir, Realm).
 	Path string
 	// URL is the Redis server's: redis://[user:password@]host[:port][/db],
-	// rediss:// for TLS, or unix:///path.
+	// rediss:// for TLS, or unix:///path; or a Redis Cluster's, in go-redis's
+	// cluster URL: redis://host:port?addr=host2:port2&addr=…, which addr=
+	// parameters tell from a server's (see NewRedis).
 	URL string
 	// Prefix starts every Redis key. Default: "authgate:<realm>:".
 	Prefix string
@@ -59,6 +61,9 @@ func CheckOptions(o Options) error {
 		u, err := url.Parse(o.URL)
 		if err != nil || !slices.Contains([]string{"redis", "rediss", "unix"}, u.Scheme) {
 			return errors.New("store redis: want a URL such as redis://host:port/db, rediss://… or unix://…")
+		}
+		if u.Scheme == "unix" && IsRedisClusterURL(o.URL) {
+			return errors.New("store redis: a cluster URL (with addr=) is redis://… or rediss://…")
 		}
 	default:
 		return fmt.Errorf("store: unknown type %q: want bolt, memory or redis", o.Type)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -29,18 +30,20 @@ type RedisOptions struct {
 	Prefix string
 	// TLS, when set, is used for the connection, also for a redis:// URL (a
 	// rediss:// URL alone uses TLS with the system's roots). Its ServerName
-	// defaults to the URL's host.
+	// defaults to the URL's host, for every node of a cluster too (as
+	// go-redis's cluster URL does).
 	TLS *tls.Config
 }
 
-// Redis is a Store in a Redis server (6.2 or later, for GETDEL), shared by
-// every instance that uses the same server and prefix. Users and accounts
-// are kept until deleted; every other key expires with its record.
+// Redis is a Store in a Redis server (6.2 or later, for GETDEL) or a Redis
+// Cluster, shared by every instance that uses the same server and prefix.
+// Users and accounts are kept until deleted; every other key expires with its
+// record.
 //
 // Keys, after the prefix (parts that may contain ':' are escaped):
 //
 //	user:<id>                        User (JSON)
-//	user_email:<email>               the user's id
+//	user_email:<email>               the id of the user with this address
 //	account:<provider>:<account id>  Account (JSON)
 //	vtoken:<hash>:<identifier>       VerificationToken (JSON)
 //	session:<id>                     Session (JSON)
@@ -49,43 +52,206 @@ type RedisOptions struct {
 //	hit:<key>                        the window's count
 //	claim:<key>                      the claim's value
 //
+// Every command, script and transaction touches one key, so that each works
+// on a Redis Cluster, where keys of different hash slots live on different
+// masters and no command may span slots. Hash tags could put a few keys in
+// one slot, but not these: each is found by its own id (a user by id, its
+// address by the address, a session by the cookie's id), and the keys that
+// change together belong to different ids. So where two keys must agree —
+// an address and the user who has it, a session and its user's set — they
+// are written in an order that leaves a crash between the two writes
+// harmless (see claimEmail and putSession), and the one scan there is, of
+// the revocations, runs on every master.
+//
 // It is also a Broadcaster, over the pub/sub channels events:<topic> (after
 // the prefix, unescaped).
 type Redis struct {
-	c      *redis.Client
+	c      redis.UniversalClient // a *redis.Client or a *redis.ClusterClient
 	prefix string
 }
 
-// NewRedis connects to the server at url (redis://[user:password@]host[:port][/db],
-// rediss:// for TLS, or unix:///path) and checks that it answers. The first
+// NewRedis connects to the server at url and checks that it answers:
+// redis://[user:password@]host[:port][/db], rediss:// for TLS, or
+// unix:///path. A URL with addr= query parameters is go-redis's cluster URL
+// (redis://[user:password@]host:port?addr=host2:port2&addr=…): the nodes of
+// a Redis Cluster, any of which tell the client about the others. The first
 // call sends go-redis's own log messages to Caddy's log.
 func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, error) {
 	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
-	o, err := redis.ParseURL(rawURL)
+	c, addr, err := newRedisClient(rawURL, opts.TLS)
 	if err != nil {
-		// url.Parse's error quotes the URL, password and all.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("parsing the redis URL: %v", err)
-	}
-	if opts.TLS != nil {
-		o.TLSConfig = opts.TLS.Clone()
-		if o.TLSConfig.ServerName == "" {
-			if host, _, err := net.SplitHostPort(o.Addr); err == nil {
-				o.TLSConfig.ServerName = host
-			}
-		}
+		return nil, err
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultRedisPrefix
 	}
-	c := redis.NewClient(o)
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("connecting to redis at %s: %v", o.Addr, err)
+		return nil, fmt.Errorf("connecting to redis at %s: %v", addr, err)
 	}
 	return &Redis{c: c, prefix: opts.Prefix}, nil
+}
+
+// IsRedisClusterURL reports whether rawURL names a Redis Cluster: it has
+// addr= query parameters, which list further nodes in go-redis's cluster
+// URL. Any other URL names one server.
+func IsRedisClusterURL(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && u.Query().Has("addr")
+}
+
+// newRedisClient makes the client a URL asks for, and says where it goes
+// (for errors).
+func newRedisClient(rawURL string, tlsConf *tls.Config) (redis.UniversalClient, string, error) {
+	if IsRedisClusterURL(rawURL) {
+		o, err := redis.ParseClusterURL(rawURL)
+		if err == nil {
+			err = checkClusterPath(rawURL)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("parsing the redis cluster URL: %v", urlError(err))
+		}
+		o.TLSConfig = withTLS(o.TLSConfig, tlsConf, o.Addrs[0])
+		c := redis.NewClusterClient(o)
+		h := layoutReloader{c}
+		c.AddHook(h)
+		c.OnNewNode(func(node *redis.Client) { node.AddHook(h) }) // for DialHook: nodes dial
+		return c, strings.Join(o.Addrs, ","), nil
+	}
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("parsing the redis URL: %v", urlError(err))
+	}
+	o.TLSConfig = withTLS(o.TLSConfig, tlsConf, o.Addr)
+	return redis.NewClient(o), o.Addr, nil
+}
+
+// urlError is err without the URL that url.Parse's errors quote, password
+// and all.
+func urlError(err error) error {
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// checkClusterPath refuses a database number in a cluster URL, which
+// go-redis would ignore: a Redis Cluster has database 0 only.
+func checkClusterPath(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+		return fmt.Errorf("a Redis Cluster has database 0 only, not %q", p)
+	}
+	return nil
+}
+
+// withTLS is the TLS configuration of a connection to addr: the URL's
+// (rediss://), unless conf replaces it; its ServerName defaults to addr's host.
+func withTLS(fromURL, conf *tls.Config, addr string) *tls.Config {
+	if conf == nil {
+		return fromURL
+	}
+	c := conf.Clone()
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	return c
+}
+
+// layoutReloader makes a cluster client read the cluster's layout (which
+// master serves which slots) again when a node cannot be reached or a
+// command failed for want of one: go-redis re-reads it on its own only when a
+// node answers MOVED or ASK, and once a minute. Without it, the slots of a
+// master that died would still be sent to it for up to a minute after its
+// replica took them over, and their commands fail meanwhile. ReloadState
+// reloads in the background, at most once per 200 ms however many commands
+// fail. It is a hook of the cluster client and of each node's client.
+type layoutReloader struct{ c *redis.ClusterClient }
+
+// DialHook: a node that cannot be dialled may have been replaced. Reloading
+// at once lets the command's next attempt (go-redis retries a few times, 8 to
+// 512 ms apart) go to the replica that took over.
+func (h layoutReloader) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			h.c.ReloadState(ctx)
+		}
+		return conn, err
+	}
+}
+
+func (h layoutReloader) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h layoutReloader) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			h.check(ctx, cmd.Err())
+		}
+		return err
+	}
+}
+
+func (h layoutReloader) check(ctx context.Context, err error) {
+	if layoutMayHaveChanged(err) {
+		h.c.ReloadState(ctx)
+	}
+}
+
+// layoutMayHaveChanged tells the errors after which a cluster's layout is
+// worth reading again: the node could not be reached or did not answer, or
+// it answered that the cluster is changing. Other answers (a missing key, a
+// script the node does not know yet, a changed watched key) say nothing
+// about the layout.
+func layoutMayHaveChanged(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, redis.TxFailedErr) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return true
+	}
+	msg := reply.Error()
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "LOADING"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// reloadLayout asks a cluster client to read the cluster's layout again
+// (see layoutReloader), for what goes around the hooks: pub/sub.
+func (r *Redis) reloadLayout(ctx context.Context) {
+	if c, ok := r.c.(*redis.ClusterClient); ok {
+		c.ReloadState(ctx)
+	}
+}
+
+// forEachMaster calls fn with a client of every master, at once: the one
+// server's, or every master's of a cluster. A node's SCAN sees the keys of
+// that node only.
+func (r *Redis) forEachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	switch c := r.c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	default:
+		return fmt.Errorf("store: unexpected redis client %T", r.c)
+	}
 }
 
 // redisLogger sends go-redis's own messages (reconnects, pool errors) to
@@ -101,8 +267,9 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 // redisLogOnce sets the logger once per process: go-redis has one.
 var redisLogOnce sync.Once
 
-// Client is the connection, for what the Store interface does not cover.
-func (r *Redis) Client() *redis.Client { return r.c }
+// Client is the connection, for what the Store interface does not cover: a
+// *redis.Client, or a *redis.ClusterClient for a cluster URL.
+func (r *Redis) Client() redis.UniversalClient { return r.c }
 
 // Close closes the connection.
 func (r *Redis) Close() error { return r.c.Close() }
@@ -152,20 +319,107 @@ func notFound(err error) error {
 	return err
 }
 
-// txMaxTries bounds the retries of an optimistic transaction whose watched
-// keys changed under it.
+// txMaxTries bounds the retries of an optimistic update of a record that
+// changed under it.
 const txMaxTries = 10
 
-// watch runs fn in an optimistic transaction over keys, retrying when another
-// client changed them first.
-func (r *Redis) watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
-	for range txMaxTries {
-		err := r.c.Watch(ctx, fn, keys...)
-		if !errors.Is(err, redis.TxFailedErr) {
-			return err
-		}
+func errContention(key string) error { return fmt.Errorf("store: too much contention on %s", key) }
+
+// errChanged means a record changed between its read and its write.
+var errChanged = errors.New("store: the record changed meanwhile")
+
+// swapScript sets KEYS[1] to ARGV[2] (for ARGV[3] ms, or for good when it is
+// 0; an empty ARGV[2] deletes the key) when the key holds ARGV[1], and
+// returns whether it did.
+var swapScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+elseif ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+`)
+
+// swap is swapScript: key becomes value (deleted when "", for ttl or for good
+// when 0) when it holds old.
+func (r *Redis) swap(ctx context.Context, key, old, value string, ttl time.Duration) (bool, error) {
+	n, err := swapScript.Run(ctx, r.c, []string{key}, old, value, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+// persistScript makes KEYS[1] permanent when it exists and holds ARGV[1]
+// (any value when ARGV[1] is empty), and returns whether it does.
+var persistScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or (ARGV[1] ~= '' and v ~= ARGV[1]) then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+`)
+
+func (r *Redis) persist(ctx context.Context, key, value string) (bool, error) {
+	n, err := persistScript.Run(ctx, r.c, []string{key}, value).Int()
+	return n == 1, err
+}
+
+// pendingTTL is how long a user being created, and the claim of its address,
+// live until both are written: a sign-in that dies half way leaves nothing
+// that lasts. It is far longer than the few round trips the creation takes,
+// a failover included.
+const pendingTTL = 30 * time.Second
+
+// claimEmail makes the address key of email (lowercase) name user id, for ttl
+// (a pending claim) or for good (0). The key is the authority on who has an
+// address: it is claimed before the user record names the address and
+// released after the record stopped naming it, so a crash in between leaves a
+// key naming a user without the address, never a user whose address another
+// could claim. claimEmail takes such a key over: a permanent key whose user
+// is gone or has another address. A pending key is never taken over: its
+// user is being created and is written before the key is made permanent.
+// ErrConflict when another user has the address or is being created with it.
+func (r *Redis) claimEmail(ctx context.Context, email, id string, ttl time.Duration) error {
+	k := r.emailKey(email)
+	ok, err := r.c.SetNX(ctx, k, id, ttl).Result()
+	if err != nil || ok {
+		return err
 	}
-	return fmt.Errorf("store: too much contention on %s", keys[0])
+	owner, err := r.c.Get(ctx, k).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return ErrConflict // released meanwhile: the caller starts over
+	case err != nil:
+		return err
+	case owner == id:
+		return nil
+	}
+	if stale, err := r.staleEmail(ctx, k, email, owner); err != nil || !stale {
+		if err == nil {
+			err = ErrConflict
+		}
+		return err
+	}
+	if ok, err = r.swap(ctx, k, owner, id, ttl); err == nil && !ok {
+		err = ErrConflict
+	}
+	return err
+}
+
+// staleEmail reports whether the permanent address key k of email names a
+// user, owner, who is gone or has another address.
+func (r *Redis) staleEmail(ctx context.Context, k, email, owner string) (bool, error) {
+	d, err := r.c.PTTL(ctx, k).Result()
+	if err != nil || d != -1 { // -1: no expiry
+		return false, err
+	}
+	u, err := r.GetUser(ctx, owner)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	return err == nil && u.Email != email, err
+}
+
+// releaseEmail deletes the address key of email when it names user id.
+func (r *Redis) releaseEmail(ctx context.Context, email, id string) error {
+	_, err := r.swap(ctx, r.emailKey(email), id, "", 0)
+	return err
 }
 
 func (r *Redis) CreateUser(ctx context.Context, u User) (User, error) {
@@ -174,31 +428,53 @@ func (r *Redis) CreateUser(ctx context.Context, u User) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	keys := []string{r.userKey(u.ID)}
-	if u.Email != "" {
-		keys = append(keys, r.emailKey(u.Email))
-	}
-	err = r.watch(ctx, func(tx *redis.Tx) error {
-		n, err := tx.Exists(ctx, keys...).Result()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrConflict
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, keys[0], js, 0)
-			if u.Email != "" {
-				p.Set(ctx, keys[1], u.ID, 0)
-			}
-			return nil
-		})
-		return err
-	}, keys...)
-	if err != nil {
+	if err := r.createUser(ctx, u, string(js)); err != nil {
 		return User{}, err
 	}
 	return u, nil
+}
+
+// createUser stores u, as js. With an address: the pending claim of the
+// address, the pending record, the address made permanent, the record made
+// permanent. Up to the third step a crash leaves what expires; after it, an
+// address key that the next claim takes over once the record expired.
+func (r *Redis) createUser(ctx context.Context, u User, js string) error {
+	uk := r.userKey(u.ID)
+	if u.Email == "" {
+		ok, err := r.c.SetNX(ctx, uk, js, 0).Result()
+		if err == nil && !ok {
+			err = ErrConflict
+		}
+		return err
+	}
+	if err := r.claimEmail(ctx, u.Email, u.ID, pendingTTL); err != nil {
+		return err
+	}
+	ok, err := r.c.SetNX(ctx, uk, js, pendingTTL).Result()
+	if err != nil || !ok {
+		_ = r.releaseEmail(ctx, u.Email, u.ID) // else it expires
+		if err == nil {
+			err = ErrConflict
+		}
+		return err
+	}
+	if ok, err := r.persist(ctx, r.emailKey(u.Email), u.ID); err != nil || !ok {
+		// The claim expired before this (and may be another's now).
+		_, _ = r.swap(ctx, uk, js, "", 0)
+		if err == nil {
+			err = ErrConflict
+		}
+		return err
+	}
+	// Any value: a sign-in that found the user by its pending address may
+	// have updated the record (which makes it permanent) meanwhile.
+	if ok, err := r.persist(ctx, uk, ""); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("store: creating user %s took longer than %v", u.ID, pendingTTL)
+		}
+		return err
+	}
+	return nil
 }
 
 func (r *Redis) GetUser(ctx context.Context, id string) (User, error) {
@@ -208,23 +484,30 @@ func (r *Redis) GetUser(ctx context.Context, id string) (User, error) {
 }
 
 func (r *Redis) GetUserByEmail(ctx context.Context, email string) (User, error) {
-	id, err := r.c.Get(ctx, r.emailKey(lowerEmail(email))).Result()
+	email = lowerEmail(email)
+	id, err := r.c.Get(ctx, r.emailKey(email)).Result()
 	if err != nil {
 		return User{}, notFound(err)
 	}
-	return r.GetUser(ctx, id)
+	u, err := r.GetUser(ctx, id)
+	if err == nil && u.Email != email {
+		err = ErrNotFound // a key that outlived its user's address: see claimEmail
+	}
+	if err != nil {
+		return User{}, err
+	}
+	return u, nil
 }
 
 func (r *Redis) UpdateUser(ctx context.Context, u User) error {
 	uk := r.userKey(u.ID)
-	newEmail := lowerEmail(u.Email)
-	keys := []string{uk}
-	if newEmail != "" {
-		keys = append(keys, r.emailKey(newEmail))
-	}
-	return r.watch(ctx, func(tx *redis.Tx) error {
+	for range txMaxTries {
+		old, err := r.c.Get(ctx, uk).Result()
+		if err != nil {
+			return notFound(err)
+		}
 		var stored User
-		if err := getJSON(ctx, tx, uk, &stored); err != nil {
+		if err := json.Unmarshal([]byte(old), &stored); err != nil {
 			return err
 		}
 		nu := updatedUser(u, stored)
@@ -232,57 +515,83 @@ func (r *Redis) UpdateUser(ctx context.Context, u User) error {
 		if err != nil {
 			return err
 		}
-		moved := nu.Email != stored.Email
-		if moved && nu.Email != "" {
-			owner, err := tx.Get(ctx, r.emailKey(nu.Email)).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			if err == nil && owner != nu.ID {
-				return ErrConflict
-			}
+		err = r.replaceUser(ctx, nu.ID, old, string(js), stored.Email, nu.Email)
+		if !errors.Is(err, errChanged) {
+			return err
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, uk, js, 0)
-			if moved && stored.Email != "" {
-				p.Del(ctx, r.emailKey(stored.Email))
-			}
-			if moved && nu.Email != "" {
-				p.Set(ctx, r.emailKey(nu.Email), nu.ID, 0)
-			}
-			return nil
-		})
+	}
+	return errContention(uk)
+}
+
+// replaceUser replaces the record of user id, which held old, with js, and
+// moves its address from oldEmail to newEmail: the new address is claimed
+// before the record names it, the old one released after (see claimEmail).
+// errChanged when the record no longer held old.
+func (r *Redis) replaceUser(ctx context.Context, id, old, js, oldEmail, newEmail string) error {
+	uk := r.userKey(id)
+	moved := newEmail != oldEmail
+	if moved && newEmail != "" {
+		if err := r.claimEmail(ctx, newEmail, id, 0); err != nil {
+			return err
+		}
+	}
+	ok, err := r.swap(ctx, uk, old, js, 0)
+	if err != nil || !ok {
+		if moved && newEmail != "" {
+			_ = r.releaseEmail(ctx, newEmail, id)
+		}
+		if err == nil {
+			err = errChanged
+		}
 		return err
-	}, keys...)
+	}
+	if !moved {
+		return nil
+	}
+	if newEmail != "" {
+		// Until the record named the address, the claim looked like one a
+		// crash left behind, and another user's claim may have taken it
+		// over: then the address is that user's, and this update is undone.
+		owner, err := r.c.Get(ctx, r.emailKey(newEmail)).Result()
+		if err != nil || owner != id {
+			_, _ = r.swap(ctx, uk, js, old, 0)
+			if err == nil || errors.Is(err, redis.Nil) {
+				err = ErrConflict
+			}
+			return err
+		}
+	}
+	if oldEmail != "" {
+		return r.releaseEmail(ctx, oldEmail, id)
+	}
+	return nil
 }
 
 // DeleteUser implements UserDeleter.
 func (r *Redis) DeleteUser(ctx context.Context, id string) error {
 	uk := r.userKey(id)
-	return r.watch(ctx, func(tx *redis.Tx) error {
+	for range txMaxTries {
+		old, err := r.c.Get(ctx, uk).Result()
+		if err != nil {
+			return ignoreNotFound(notFound(err))
+		}
 		var u User
-		if err := getJSON(ctx, tx, uk, &u); err != nil {
-			return ignoreNotFound(err)
+		if err := json.Unmarshal([]byte(old), &u); err != nil {
+			return err
 		}
-		var owner string
+		ok, err := r.swap(ctx, uk, old, "", 0)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
 		if u.Email != "" {
-			if err := tx.Watch(ctx, r.emailKey(u.Email)).Err(); err != nil {
-				return err
-			}
-			var err error
-			if owner, err = tx.Get(ctx, r.emailKey(u.Email)).Result(); err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
+			return r.releaseEmail(ctx, u.Email, id) // after the record: see claimEmail
 		}
-		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, uk)
-			if owner == id {
-				p.Del(ctx, r.emailKey(u.Email))
-			}
-			return nil
-		})
-		return err
-	}, uk)
+		return nil
+	}
+	return errContention(uk)
 }
 
 func (r *Redis) LinkAccount(ctx context.Context, a Account) error {
@@ -342,17 +651,20 @@ func (r *Redis) UseVerificationToken(ctx context.Context, identifier, tokenHash 
 	return t, nil
 }
 
-// putSessionScript sets KEYS[1] (the session) to ARGV[1] for ARGV[2] ms with the
-// SET condition ARGV[4] (NX to create, XX to update), adds ARGV[3] (its id) to
-// the set KEYS[2] and makes the set live at least as long. It returns 0 when
-// the condition failed.
-var putSessionScript = redis.NewScript(`
-if not redis.call('SET', KEYS[1], ARGV[1], ARGV[4], 'PX', ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[2], ARGV[3])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+// indexSessionScript adds ARGV[1] (a session's id) to the set KEYS[1] (its
+// user's sessions) and makes the set live at least ARGV[2] ms.
+var indexSessionScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 `)
 
+// putSession writes the session with the SET condition mode (NX to create, XX
+// to update), then lists it in its user's set. The two keys are in different
+// hash slots, hence this order: an id in the set whose session is gone is one
+// that ended, which UserSessions forgets, whereas a session missing from the
+// set would escape its user's list (and an administrator's sign-out of all
+// of them).
 func (r *Redis) putSession(ctx context.Context, s Session, mode string) error {
 	d := ttl(s.Expires)
 	if d == 0 {
@@ -365,18 +677,21 @@ func (r *Redis) putSession(ctx context.Context, s Session, mode string) error {
 	if err != nil {
 		return err
 	}
-	ok, err := putSessionScript.Run(ctx, r.c, []string{r.sessionKey(s.ID), r.userSessionsKey(s.UserID)},
-		js, d.Milliseconds(), s.ID, mode).Int()
-	if err != nil {
+	sk := r.sessionKey(s.ID)
+	err = r.c.SetArgs(ctx, sk, js, redis.SetArgs{Mode: mode, TTL: d}).Err()
+	switch {
+	case errors.Is(err, redis.Nil) && mode == "NX":
+		return ErrConflict
+	case errors.Is(err, redis.Nil):
+		return ErrNotFound
+	case err != nil:
 		return err
 	}
-	if ok == 0 {
-		if mode == "NX" {
-			return ErrConflict
-		}
-		return ErrNotFound
+	err = indexSessionScript.Run(ctx, r.c, []string{r.userSessionsKey(s.UserID)}, s.ID, d.Milliseconds()).Err()
+	if err != nil && mode == "NX" {
+		_ = r.c.Del(ctx, sk).Err() // not listed, it must not start
 	}
-	return nil
+	return err
 }
 
 func (r *Redis) CreateSession(ctx context.Context, s Session) error {
@@ -427,33 +742,41 @@ func (r *Redis) UserSessions(ctx context.Context, userID string) ([]Session, err
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = r.sessionKey(id)
-	}
-	vals, err := r.c.MGet(ctx, keys...).Result()
-	if err != nil {
+	// A GET each, not an MGET: the sessions are in different hash slots.
+	cmds, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Get(ctx, r.sessionKey(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
 	now := time.Now()
 	var out []Session
 	var gone []any
-	for i, v := range vals {
-		js, ok := v.(string)
-		if !ok {
+	for i, cmd := range cmds {
+		js, err := cmd.(*redis.StringCmd).Bytes()
+		if errors.Is(err, redis.Nil) {
 			gone = append(gone, ids[i])
 			continue
 		}
-		var s Session
-		if err := json.Unmarshal([]byte(js), &s); err != nil {
+		if err != nil {
 			return nil, err
 		}
-		if live(s.Expires, now) {
+		var s Session
+		if err := json.Unmarshal(js, &s); err != nil {
+			return nil, err
+		}
+		switch {
+		case s.UserID != userID:
+			gone = append(gone, ids[i]) // the id of an ended session, used again
+		case live(s.Expires, now):
 			out = append(out, s)
 		}
 	}
 	if len(gone) > 0 {
-		// The set outlives its members; forget the expired ones.
+		// The set outlives its members; forget the ended ones.
 		if err := r.c.SRem(ctx, sk, gone...).Err(); err != nil {
 			return nil, err
 		}
@@ -473,6 +796,14 @@ func (r *Redis) Revoke(ctx context.Context, jti string, until time.Time) error {
 func (r *Redis) eventsChannel(topic string) string { return r.prefix + "events:" + topic }
 
 // Publish implements Broadcaster: PUBLISH on the topic's channel.
+//
+// On a Redis Cluster too: a PUBLISH on any node reaches the subscribers of
+// every node over the cluster bus. Sharded pub/sub (SPUBLISH, Redis 7) would
+// keep each message within the shard of the channel's slot, which pays off
+// for channels that carry much traffic; this one carries a message per
+// sign-out, and PUBLISH keeps the one code path of a single server (Redis 6.2
+// included), is answered by any live node, even one that thinks the cluster
+// down (it has no key), and leaves the subscriber free to be on any node.
 func (r *Redis) Publish(ctx context.Context, topic, msg string) error {
 	return r.c.Publish(ctx, r.eventsChannel(topic), msg).Err()
 }
@@ -496,12 +827,29 @@ var unescapeKeyPart = strings.NewReplacer("%3A", ":", "%25", "%").Replace
 // globEscape escapes what a SCAN MATCH pattern would take for a wildcard.
 var globEscape = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace
 
-// Revocations implements RevocationLister: it SCANs the revoked:* keys and
-// reads their remaining time to live.
+// Revocations implements RevocationLister: it SCANs the revoked:* keys of
+// every master and reads their remaining time to live.
 func (r *Redis) Revocations(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	var mu sync.Mutex
+	err := r.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		m, err := r.revocationsOn(ctx, c)
+		mu.Lock()
+		defer mu.Unlock()
+		maps.Copy(out, m)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// revocationsOn is Revocations on one server.
+func (r *Redis) revocationsOn(ctx context.Context, c *redis.Client) (map[string]time.Time, error) {
 	kp := r.key("revoked") + ":"
 	var keys []string
-	iter := r.c.Scan(ctx, 0, globEscape(kp)+"*", 1000).Iterator()
+	iter := c.Scan(ctx, 0, globEscape(kp)+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())
 	}
@@ -510,7 +858,7 @@ func (r *Redis) Revocations(ctx context.Context) (map[string]time.Time, error) {
 	}
 	out := make(map[string]time.Time, len(keys))
 	for chunk := range slices.Chunk(keys, 1000) {
-		cmds, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, k := range chunk {
 				p.PTTL(ctx, k)
 			}

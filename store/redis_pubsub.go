@@ -40,6 +40,13 @@ var (
 // PINGs when the server has been silent for pingEvery, and when the silence
 // lasts another pingEvery, it replaces the PubSub with a new one, whose
 // confirmation triggers onResync the same way.
+//
+// On a Redis Cluster, the subscription is on the master of the channel's hash
+// slot (go-redis picks it), and it hears what is published on any node. When
+// that master dies, go-redis reconnects to the master the cluster's layout
+// names for the slot, which listen asks it to read again after each failure:
+// the subscription is on the promoted replica as soon as the cluster has
+// promoted it, and onResync follows.
 type subscriber struct {
 	r         *Redis
 	ctx       context.Context
@@ -136,11 +143,13 @@ func (s *subscriber) listen() {
 			// The PING could not be sent: go-redis reconnects.
 		case isTimeout(err):
 			// No answer to the PING: give the connection up.
+			s.r.reloadLayout(s.ctx)
 			s.close()
 			s.open()
 			pinged = false
 			continue
 		}
+		s.r.reloadLayout(s.ctx)
 		pinged = false
 		backoff = min(max(2*backoff, pubsubBackoffMin), pubsubBackoffMax)
 		if !sleep(s.ctx, backoff/2+rand.N(backoff/2)) {

@@ -1,9 +1,12 @@
-// Package testredis runs a real redis-server on loopback for tests, without
-// persistence, in a temporary directory.
+// Package testredis runs real redis-server processes on loopback for tests,
+// without persistence, in temporary directories: a single server (Server),
+// or a Redis Cluster of three masters and three replicas (Cluster), which a
+// test may take masters of down to see a replica promoted.
 //
-// redis-server comes from the Debian package redis-server (`make test`
-// installs it). When it is missing or does not start, the test fails when the
-// CI environment variable is "true" and is skipped otherwise.
+// redis-server and redis-cli come from the Debian package redis-server
+// (`make test` installs it). When they are missing or the servers do not
+// start, the test fails when the CI environment variable is "true" and is
+// skipped otherwise.
 package testredis
 
 import (
@@ -35,8 +38,7 @@ type Server struct {
 	bin     string
 	dir     string
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has exited
+	proc    *process // nil while stopped
 	restart int
 }
 
@@ -83,46 +85,71 @@ func (s *Server) Start() {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return nil
 	}
 	_, port, _ := net.SplitHostPort(s.Addr)
 	s.restart++
 	logPath := filepath.Join(s.dir, fmt.Sprintf("redis-%d.log", s.restart))
-	logFile, err := os.Create(logPath)
+	p, err := launch(s.bin, s.Addr, logPath, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
 	if err != nil {
 		return err
 	}
+	s.proc = p
+	return nil
+}
+
+// process is a running redis-server.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// launch starts redis-server with args, its output going to logPath, and
+// waits until it answers PING at addr.
+func launch(bin, addr, logPath string, args ...string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
 	defer logFile.Close()
-	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	testenv.SetPdeathsig(cmd)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting redis-server: %v", err)
+		return nil, fmt.Errorf("starting redis-server: %v", err)
 	}
-	exited := make(chan struct{})
+	p := &process{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
-		close(exited)
+		close(p.exited)
 	}()
 
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		if ping(s.Addr) == nil {
-			s.cmd, s.exited = cmd, exited
-			return nil
+		if ping(addr) == nil {
+			return p, nil
 		}
 		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited before it was ready:\n%s", tail(logPath))
+		case <-p.exited:
+			return nil, fmt.Errorf("redis-server exited before it was ready:\n%s", tail(logPath))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server did not answer PING within %v:\n%s", readyTimeout, tail(logPath))
+			p.kill()
+			return nil, fmt.Errorf("redis-server did not answer PING within %v:\n%s", readyTimeout, tail(logPath))
 		}
 	}
+}
+
+// stop stops the process and waits until it has exited.
+func (p *process) stop() { testenv.Terminate(p.cmd.Process, p.exited, 5*time.Second) }
+
+// kill kills the process with SIGKILL, as a crash would, and waits until it
+// has exited.
+func (p *process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
 }
 
 // ping checks that a Redis server answers at addr.
@@ -159,9 +186,9 @@ func tail(path string) string {
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	testenv.Terminate(s.cmd.Process, s.exited, 5*time.Second)
-	s.cmd = nil
+	s.proc.stop()
+	s.proc = nil
 }
