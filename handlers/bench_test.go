@@ -76,15 +76,21 @@ func sessionCookie(tb testing.TB, rl *realm, claims map[string]any) *http.Cookie
 
 var aliceClaims = map[string]any{"sub": "alice", "name": "Alice Example", "email": "alice@example.com", "picture": nil}
 
-// request makes a guarded request as Caddy would hand it to the handler.
+// benchRequest makes a guarded request as Caddy would hand it to the handler.
 func benchRequest(cookies ...*http.Cookie) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "http://app.example.com/page?x=1", nil)
 	r.Header.Set("Accept", "text/html")
 	for _, c := range cookies {
 		r.AddCookie(c)
 	}
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	return withCaddyContext(r)
+}
+
+// withCaddyContext gives r a replacer and variables of its own, as Caddy gives
+// every request: the guard keeps its state there, and a shared replacer would
+// pile up every request's placeholders.
+func withCaddyContext(r *http.Request) *http.Request {
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
 	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
 	return r.WithContext(ctx)
 }
@@ -102,7 +108,7 @@ func (d *discard) WriteHeader(code int)        { d.status = code }
 
 var noop = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 
-// runGuard benchmarks ServeHTTP with fresh headers and Caddy variables each
+// runGuard benchmarks ServeHTTP with fresh headers, replacer and variables each
 // iteration (the guard mutates a request's headers and keeps its state in the
 // variables), and checks every answer: 0 = passed to the next handler.
 func runGuard(b *testing.B, h caddyhttp.MiddlewareHandler, status int, cookies ...*http.Cookie) {
@@ -121,7 +127,6 @@ func runRefused(b *testing.B, h caddyhttp.MiddlewareHandler, cookies ...*http.Co
 // request (cold: forget the cache).
 func runRequests(b *testing.B, h caddyhttp.MiddlewareHandler, status int, before func(), base *http.Request) {
 	hdr := base.Header.Clone()
-	vars := base.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	w := &discard{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -129,15 +134,14 @@ func runRequests(b *testing.B, h caddyhttp.MiddlewareHandler, status int, before
 		if before != nil {
 			before()
 		}
-		r := *base
+		r := withCaddyContext(base)
 		r.Header = make(http.Header, len(hdr)+3)
 		for k, v := range hdr {
 			r.Header[k] = v
 		}
-		clear(vars)
 		clear(w.h)
 		w.status = 0
-		if err := h.ServeHTTP(w, &r, noop); err != nil {
+		if err := h.ServeHTTP(w, r, noop); err != nil {
 			b.Fatal(err)
 		}
 		if w.status != status {
@@ -310,12 +314,11 @@ func BenchmarkGuardManyUsers(b *testing.B) {
 	}
 	w := &discard{h: http.Header{}}
 	serve := func(base *http.Request) {
-		r := *base
+		r := withCaddyContext(base)
 		r.Header = base.Header.Clone()
-		clear(base.Context().Value(caddyhttp.VarsCtxKey).(map[string]any))
 		clear(w.h)
 		w.status = 0
-		if err := h.ServeHTTP(w, &r, noop); err != nil || w.status != 0 {
+		if err := h.ServeHTTP(w, r, noop); err != nil || w.status != 0 {
 			b.Fatalf("status %d, err %v", w.status, err)
 		}
 	}
