@@ -282,7 +282,7 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 		return
 	}
 	if err != nil {
-		rl.fail(w, r, errConfiguration, err, prov)
+		rl.failSignIn(w, r, err, prov)
 		return
 	}
 	trigger := "sign_in"
@@ -302,13 +302,26 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	}
 	rl.providerClaims(id, claims)
 	if err := rl.sessions.start(w, r, claims); err != nil {
-		rl.fail(w, r, errConfiguration, err, prov)
+		rl.failSignIn(w, r, err, prov)
 		return
 	}
 	rl.rememberProviderSession(r.Context(), claims)
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
 	rl.signedIn(id, claims, isNew)
 	http.Redirect(w, r, rl.pages.afterSignIn(rl.callbackURL(r, callbackURL), isNew), http.StatusFound)
+}
+
+// failSignIn answers a sign-in that the store or the session could not
+// complete: 503 with Retry-After when the store cannot be reached right now
+// (a Redis failover), for the user to try again; the Configuration error
+// otherwise.
+func (rl *realm) failSignIn(w http.ResponseWriter, r *http.Request, err error, prov zap.Field) {
+	if !errors.Is(err, store.ErrUnavailable) {
+		rl.fail(w, r, errConfiguration, err, prov)
+		return
+	}
+	rl.signInFailed(providerOf([]zap.Field{prov}), errSessionUnavailable)
+	_ = unavailable(w, r, rl.pages, rl.logger, err)
 }
 
 // signInAllowed runs the sign_in callback and, unless it allows the sign-in,

@@ -113,9 +113,9 @@ func newRedisClient(rawURL string, tlsConf *tls.Config) (redis.UniversalClient, 
 		}
 		o.TLSConfig = withTLS(o.TLSConfig, tlsConf, o.Addrs[0])
 		c := redis.NewClusterClient(o)
-		h := layoutReloader{c}
-		c.AddHook(h)
-		c.OnNewNode(func(node *redis.Client) { node.AddHook(h) }) // for DialHook: nodes dial
+		c.AddHook(unreachableHook{c})
+		// Before the first command: the nodes' clients are made as needed.
+		c.OnNewNode(func(node *redis.Client) { node.AddHook(nodeDialHook{c}) })
 		return c, strings.Join(o.Addrs, ","), nil
 	}
 	o, err := redis.ParseURL(rawURL)
@@ -123,7 +123,9 @@ func newRedisClient(rawURL string, tlsConf *tls.Config) (redis.UniversalClient, 
 		return nil, "", fmt.Errorf("parsing the redis URL: %v", urlError(err))
 	}
 	o.TLSConfig = withTLS(o.TLSConfig, tlsConf, o.Addr)
-	return redis.NewClient(o), o.Addr, nil
+	c := redis.NewClient(o)
+	c.AddHook(unreachableHook{})
+	return c, o.Addr, nil
 }
 
 // urlError is err without the URL that url.Parse's errors quote, password
@@ -163,59 +165,26 @@ func withTLS(fromURL, conf *tls.Config, addr string) *tls.Config {
 	return c
 }
 
-// layoutReloader makes a cluster client read the cluster's layout (which
-// master serves which slots) again when a node cannot be reached or a
-// command failed for want of one: go-redis re-reads it on its own only when a
-// node answers MOVED or ASK, and once a minute. Without it, the slots of a
-// master that died would still be sent to it for up to a minute after its
-// replica took them over, and their commands fail meanwhile. ReloadState
-// reloads in the background, at most once per 200 ms however many commands
-// fail. It is a hook of the cluster client and of each node's client.
-type layoutReloader struct{ c *redis.ClusterClient }
+// ErrUnavailable is what the errors of a store that cannot be reached are
+// (errors.Is): a Redis server that is down or does not answer, a cluster
+// whose master of a key's slot is down or that has no quorum. The same call
+// may succeed in a moment, so it is worth a 503 and Retry-After, not an
+// error page. Only Redis returns it.
+var ErrUnavailable = errors.New("store: unavailable")
 
-// DialHook: a node that cannot be dialled may have been replaced. Reloading
-// at once lets the command's next attempt (go-redis retries a few times, 8 to
-// 512 ms apart) go to the replica that took over.
-func (h layoutReloader) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := next(ctx, network, addr)
-		if err != nil {
-			h.c.ReloadState(ctx)
-		}
-		return conn, err
-	}
-}
+// unavailableError is an error of go-redis that means ErrUnavailable; its
+// text is go-redis's.
+type unavailableError struct{ err error }
 
-func (h layoutReloader) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		h.check(ctx, err)
-		return err
-	}
-}
+func (e unavailableError) Error() string        { return e.err.Error() }
+func (e unavailableError) Unwrap() error        { return e.err }
+func (e unavailableError) Is(target error) bool { return target == ErrUnavailable }
 
-func (h layoutReloader) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, cmd := range cmds {
-			h.check(ctx, cmd.Err())
-		}
-		return err
-	}
-}
-
-func (h layoutReloader) check(ctx context.Context, err error) {
-	if layoutMayHaveChanged(err) {
-		h.c.ReloadState(ctx)
-	}
-}
-
-// layoutMayHaveChanged tells the errors after which a cluster's layout is
-// worth reading again: the node could not be reached or did not answer, or
-// it answered that the cluster is changing. Other answers (a missing key, a
-// script the node does not know yet, a changed watched key) say nothing
-// about the layout.
-func layoutMayHaveChanged(err error) bool {
+// unreachable tells the errors that ErrUnavailable covers: the server could
+// not be reached or did not answer (in time), or it answered that the
+// cluster is down or changing. Other answers (a missing key, a script the
+// server does not know yet) are answers.
+func unreachable(err error) bool {
 	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, redis.TxFailedErr) || errors.Is(err, context.Canceled) {
 		return false
 	}
@@ -232,8 +201,76 @@ func layoutMayHaveChanged(err error) bool {
 	return false
 }
 
+// unreachableHook is the hook of a store's client (the client of one server,
+// or a cluster's, which retries on other nodes first). It makes the errors of
+// an unreachable store ErrUnavailable, and a cluster client read the
+// cluster's layout (which master serves which slots) again after one:
+// go-redis re-reads it on its own only when a node answers MOVED or ASK, and
+// once a minute, so without it the slots of a master that died would still
+// be sent to it for up to a minute after its replica took them over.
+// ReloadState reloads in the background, at most once per 200 ms however
+// many commands fail.
+type unreachableHook struct{ cluster *redis.ClusterClient } // nil: one server
+
+func (h unreachableHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h unreachableHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		return h.check(ctx, cmd, next(ctx, cmd))
+	}
+}
+
+func (h unreachableHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			h.check(ctx, cmd, cmd.Err())
+		}
+		if unreachable(err) {
+			err = unavailableError{err}
+		}
+		return err
+	}
+}
+
+// check returns err, as ErrUnavailable when it is one, also in cmd.
+func (h unreachableHook) check(ctx context.Context, cmd redis.Cmder, err error) error {
+	if !unreachable(err) {
+		return err
+	}
+	if h.cluster != nil {
+		h.cluster.ReloadState(ctx)
+	}
+	err = unavailableError{err}
+	cmd.SetErr(err)
+	return err
+}
+
+// nodeDialHook is the hook of a cluster node's client: a node that cannot be
+// dialled may have been replaced, and reading the layout again at once lets
+// the command's next attempt (go-redis retries a few times, 8 to 512 ms
+// apart) go to the replica that took over. It changes no error: go-redis's
+// retries tell errors apart.
+type nodeDialHook struct{ cluster *redis.ClusterClient }
+
+func (h nodeDialHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			h.cluster.ReloadState(ctx)
+		}
+		return conn, err
+	}
+}
+
+func (h nodeDialHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h nodeDialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
 // reloadLayout asks a cluster client to read the cluster's layout again
-// (see layoutReloader), for what goes around the hooks: pub/sub.
+// (see unreachableHook), for what goes around the hooks: pub/sub.
 func (r *Redis) reloadLayout(ctx context.Context) {
 	if c, ok := r.c.(*redis.ClusterClient); ok {
 		c.ReloadState(ctx)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -198,11 +199,23 @@ func TestRedisClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := make([]string, 12) // on every master
-	for i := range sessions {
-		sessions[i] = fmt.Sprint("s", i)
-		if err := a.CreateSession(ctx, store.Session{ID: sessions[i], UserID: u.ID, Expires: time.Now().Add(time.Hour)}); err != nil {
+	cc := a.Client().(*redis.ClusterClient)
+	node, err := cc.MasterForKey(ctx, prefix+"events:sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := node.Options().Addr
+	// Sessions on every master, until one is on the master that dies.
+	var sessions []string
+	onDead := ""
+	for i := 0; onDead == "" || i < 12; i++ {
+		id := fmt.Sprint("s", i)
+		if err := a.CreateSession(ctx, store.Session{ID: id, UserID: u.ID, Expires: time.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
+		}
+		sessions = append(sessions, id)
+		if n, err := cc.MasterForKey(ctx, prefix+"session:"+id); err == nil && n.Options().Addr == dead {
+			onDead = id
 		}
 	}
 	if err := a.Revoke(ctx, "j1", time.Now().Add(time.Hour)); err != nil {
@@ -212,13 +225,11 @@ func TestRedisClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	node, err := a.Client().(*redis.ClusterClient).MasterForKey(ctx, prefix+"events:sessions")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := node.Options().Addr
 	if err := c.Kill(dead); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := a.GetSession(ctx, onDead); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("GetSession of a session on the dead master: %v, want ErrUnavailable", err)
 	}
 	t.Cleanup(func() {
 		if err := c.Restart(dead); err != nil {

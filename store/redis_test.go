@@ -144,8 +144,11 @@ func TestRedisReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	if _, err := r.GetClaim(ctx, "k1"); err == nil {
-		t.Fatal("no error while the server is down")
+	if _, err := r.GetClaim(ctx, "k1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("GetClaim while the server is down: %v, want ErrUnavailable", err)
+	}
+	if _, err := r.UserSessions(ctx, "u1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("UserSessions while the server is down: %v, want ErrUnavailable", err)
 	}
 	srv.Start()
 	if err := r.SetClaim(ctx, "k2", "v2", time.Hour); err != nil {
@@ -153,6 +156,10 @@ func TestRedisReconnects(t *testing.T) {
 	}
 	if v, err := r.GetClaim(ctx, "k2"); err != nil || v != "v2" {
 		t.Fatalf("GetClaim after the restart: %q, %v", v, err)
+	}
+	// An answer is not unavailability.
+	if _, err := r.GetClaim(ctx, "k1"); !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("GetClaim of a key lost in the restart: %v, want ErrNotFound", err)
 	}
 }
 
