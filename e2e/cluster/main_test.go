@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/authgate/caddy-authgate/internal/testenv"
+	"github.com/authgate/caddy-authgate/internal/testredis"
 )
 
 // caddyBin is the ./cmd/caddy binary TestMain built for the tests.
@@ -36,5 +37,6 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "cluster: building ./cmd/caddy: %v\n%s", err, out)
 		return 1
 	}
+	defer testredis.StopSharedCluster() // started by the first test that needs it
 	return m.Run()
 }
