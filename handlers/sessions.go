@@ -352,7 +352,13 @@ func (s *sessions) update(w http.ResponseWriter, r *http.Request, st *sessionSta
 		if _, ok := claims["sid"]; !ok && st.entry != nil {
 			claims["sid"] = st.entry.sid
 		}
-		return s.start(w, r, claims)
+		if err := s.start(w, r, claims); err != nil {
+			return err
+		}
+		// The browser now holds the new token: the old one's entry would only
+		// take room until evicted.
+		s.cache.remove(st.key)
+		return nil
 	}
 	ctx := r.Context()
 	if size, err := jsonSize(claims); err != nil || size > maxTokenBytes {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -320,4 +321,26 @@ func BenchmarkTokenCacheGet(b *testing.B) {
 			c.keyOf(k)
 		}
 	})
+}
+
+// A session update (POST /.auth/session) drops the old token's cache entry:
+// the browser holds the new token from then on.
+func TestUpdateDropsOldEntry(t *testing.T) {
+	rl := benchRealm(t, nil)
+	c := sessionCookie(t, rl, aliceClaims)
+	r := benchRequest(c)
+	st, err := rl.sessions.read(httptest.NewRecorder(), r, rl.cb)
+	if err != nil || st == nil {
+		t.Fatalf("reading the session: %v, %v", st, err)
+	}
+	now := time.Now()
+	if rl.sessions.cache.get(c.Value, now) == nil {
+		t.Fatal("a read session is not cached")
+	}
+	if err := rl.sessions.update(httptest.NewRecorder(), r, st, map[string]any{"sub": "alice", "theme": "dark"}); err != nil {
+		t.Fatal(err)
+	}
+	if rl.sessions.cache.get(c.Value, now) != nil {
+		t.Error("after an update the old token is still cached")
+	}
 }
