@@ -135,9 +135,6 @@ func TestExplainWarnsOfUnknownKeys(t *testing.T) {
 // from ./cmd/caddy: the subcommand is registered, and its exit statuses are
 // the process's.
 func TestExplainBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds cmd/caddy")
-	}
 	bin := filepath.Join(t.TempDir(), "caddy")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
 	build.Dir = ".."

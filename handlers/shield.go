@@ -61,12 +61,9 @@ func (rs *requestState) session(w http.ResponseWriter, r *http.Request, rl *real
 // setHeader sets an upstream header and remembers that authgate set it.
 func (rs *requestState) setHeader(r *http.Request, name string, value []string) {
 	r.Header[name] = value
-	for _, n := range rs.set {
-		if n == name {
-			return
-		}
+	if !rs.isSet(name) {
+		rs.set = append(rs.set, name)
 	}
-	rs.set = append(rs.set, name)
 }
 
 func (rs *requestState) isSet(name string) bool {
