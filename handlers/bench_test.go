@@ -268,9 +268,11 @@ func BenchmarkCryptoFloor(b *testing.B) {
 // tag is wrong: refused after the HMAC, with no decryption.
 func BenchmarkDecodeForgedTag(b *testing.B) {
 	rl, _, parts := benchToken(b)
-	parts[4] = "A" + parts[4][1:]
-	if parts[4] == strings.Split(sessionCookie(b, rl, aliceClaims).Value, ".")[4] {
+	// Change the tag's first character, whatever it is: the tag must differ.
+	if parts[4][0] == 'A' {
 		parts[4] = "B" + parts[4][1:]
+	} else {
+		parts[4] = "A" + parts[4][1:]
 	}
 	benchRefused(b, rl, strings.Join(parts, "."))
 }
