@@ -56,9 +56,9 @@ func (rl *realm) adminSession(w http.ResponseWriter, r *http.Request) *sessionSt
 		writeError(w, http.StatusForbidden, errAccessDenied)
 		return nil
 	}
-	vars := map[string]any{"session": sess, "token": st.token, "request": requestVars(r)}
+	vars := map[string]any{"session": sess, "token": st.claims(), "request": requestVars(r)}
 	if ok, rule := requireHolds(rl.admin, vars, rl.logger); !ok {
-		rl.requireRefused(r, rule, st.token)
+		rl.requireRefused(r, rule, st.claims())
 		writeError(w, http.StatusForbidden, errAccessDenied)
 		return nil
 	}
@@ -124,7 +124,7 @@ func (rl *realm) adminRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, errSessionUnavailable)
 		return
 	}
-	rl.logger.Info("sessions revoked by an administrator", zap.Any("admin", st.token["sub"]), zap.String("user", body.User), zap.Int("count", n))
+	rl.logger.Info("sessions revoked by an administrator", zap.Any("admin", st.claims()["sub"]), zap.String("user", body.User), zap.Int("count", n))
 	writeJSON(w, http.StatusOK, map[string]any{"revoked": n})
 }
 

@@ -99,7 +99,7 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
-	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{Token: st.token, Trigger: "update", Session: body.Data, Request: requestVars(r)})
+	claims, err := rl.cb.JWT(r.Context(), callbacks.JWTInput{Token: st.claims(), Trigger: "update", Session: body.Data, Request: requestVars(r)})
 	if err != nil {
 		rl.logger.Error("jwt callback failed on session update", zap.Error(err))
 		writeError(w, http.StatusForbidden, errConfiguration)
@@ -107,7 +107,7 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := rl.sessions.update(w, r, st, claims); err != nil {
 		if errors.Is(err, errTokenTooLarge) {
-			rl.logger.Info("session update refused: too large; the session is kept", zap.Any("user_id", st.token["sub"]), zap.Error(err))
+			rl.logger.Info("session update refused: too large; the session is kept", zap.Any("user_id", st.claims()["sub"]), zap.Error(err))
 			writeError(w, http.StatusRequestEntityTooLarge, "SessionTooLarge")
 			return
 		}
@@ -145,7 +145,7 @@ func (rl *realm) verify(w http.ResponseWriter, r *http.Request, h *Handler) {
 	}
 	v := h.view(st, r)
 	if !v.allowed {
-		rl.requireRefused(r, v.refusedBy, st.token)
+		rl.requireRefused(r, v.refusedBy, st.claims())
 		rl.metrics.decide(decisionForbidden)
 		writeError(w, http.StatusForbidden, errAccessDenied)
 		return

@@ -39,7 +39,7 @@ func (rl *realm) assertion(st *sessionState, r *http.Request) ([]string, error) 
 	}
 	claims := map[string]any{"iss": iss, "aud": aud}
 	for _, k := range []string{"sub", "email", "name"} {
-		if v, ok := st.token[k]; ok && v != nil {
+		if v, ok := st.claims()[k]; ok && v != nil {
 			claims[k] = v
 		}
 	}

@@ -57,8 +57,11 @@ type Handler struct {
 	// tokenOnly: require and headers read no `request`, so their results are
 	// computed once per token.
 	tokenOnly bool
-	require   []*callbacks.Check
-	headers   []header
+	// defaultView: no require and no header lines, so the view is the default
+	// headers', kept in each entry.
+	defaultView bool
+	require     []*callbacks.Check
+	headers     []header
 	// strip lists the configured header names, lowercase with '-' for '_'.
 	strip  []string
 	logger *zap.Logger
@@ -147,6 +150,7 @@ func (h *Handler) compile(rl *realm) error {
 	for _, hd := range h.headers {
 		h.tokenOnly = h.tokenOnly && !hd.expr.UsesRequest()
 	}
+	h.defaultView = len(h.require) == 0 && len(h.headers) == 0
 	return nil
 }
 
@@ -214,14 +218,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); repl != nil {
-		repl.Set("http.auth.user.id", st.token["sub"])
-		repl.Set("http.auth.user.email", st.token["email"])
-		repl.Set("http.auth.user.name", st.token["name"])
 		repl.Map(st.placeholder(r))
 	}
 	v := h.view(st, r)
 	if !v.allowed {
-		rl.requireRefused(r, v.refusedBy, st.token)
+		rl.requireRefused(r, v.refusedBy, st.claims())
 		return h.forbidden(w, r)
 	}
 	for _, hv := range v.headers {
@@ -243,6 +244,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // may pass and the upstream headers. When that depends on the token only, it is
 // computed once per token and kept with the cached token.
 func (h *Handler) view(st *sessionState, r *http.Request) *view {
+	if h.defaultView && st.entry != nil {
+		return &st.entry.defaultView
+	}
 	if !h.tokenOnly || st.entry == nil {
 		return h.computeView(st, r)
 	}
@@ -250,7 +254,9 @@ func (h *Handler) view(st *sessionState, r *http.Request) *view {
 		return v.(*view)
 	}
 	v := h.computeView(st, r)
-	st.entry.views.Store(h, v)
+	if _, loaded := st.entry.views.LoadOrStore(h, v); !loaded {
+		st.entry.grow(viewSize(v))
+	}
 	return v
 }
 
@@ -280,7 +286,7 @@ func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 	if !h.tokenOnly {
 		req = requestVars(r)
 	}
-	vars := map[string]any{"session": sess, "token": st.token, "request": req}
+	vars := map[string]any{"session": sess, "token": st.claims(), "request": req}
 	if ok, rule := requireHolds(h.require, vars, h.logger); !ok {
 		return &view{refusedBy: rule}
 	}
@@ -420,12 +426,20 @@ func stripAuthCookies(r *http.Request, isAuthCookie func(name string) bool) {
 	r.Header["Cookie"] = []string{b.String()}
 }
 
-// placeholder serves {http.auth.session.<path>}: a value of the session, computed
-// once per request and only if a placeholder asks for it.
+// placeholder serves {http.auth.user.id}, {http.auth.user.email} and
+// {http.auth.user.name} (the claims sub, email and name, as Caddy's own
+// authentication sets the first) and {http.auth.session.<path>}: a value of the
+// session, computed once per request and only if a placeholder asks for it.
 func (st *sessionState) placeholder(r *http.Request) caddy.ReplacerFunc {
 	return func(key string) (any, bool) {
-		path, ok := strings.CutPrefix(key, "http.auth.session.")
+		path, ok := strings.CutPrefix(key, "http.auth.")
 		if !ok {
+			return nil, false
+		}
+		if claim, ok := strings.CutPrefix(path, "user."); ok {
+			return st.user(claim)
+		}
+		if path, ok = strings.CutPrefix(path, "session."); !ok {
 			return nil, false
 		}
 		sess, _ := st.session(r)
@@ -445,6 +459,26 @@ func (st *sessionState) placeholder(r *http.Request) caddy.ReplacerFunc {
 		}
 		return "", true
 	}
+}
+
+// user is the value of {http.auth.user.<name>}.
+func (st *sessionState) user(name string) (any, bool) {
+	i := -1
+	switch name {
+	case "id":
+		i = 0
+	case "email":
+		i = 1
+	case "name":
+		i = 2
+	}
+	if i < 0 {
+		return nil, false
+	}
+	if st.entry != nil {
+		return st.entry.placeholder(i), true
+	}
+	return st.token[defaultHeaderClaims[i]], true
 }
 
 // Interface guards

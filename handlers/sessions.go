@@ -134,8 +134,9 @@ type sessions struct {
 
 // sessionState is the session of one request.
 type sessionState struct {
-	cb      *callbacks.Callbacks
-	entry   *tokenEntry // nil for a token not in the cache
+	cb    *callbacks.Callbacks
+	entry *tokenEntry // nil for a token not in the cache
+	// token is the claims of a session without an entry (claims() reads it).
 	token   map[string]any
 	expires time.Time
 	key     string // the cache key: the cookie value (jwt) or the session's hash (database)
@@ -168,16 +169,17 @@ func (s *sessions) read(w http.ResponseWriter, r *http.Request, cb *callbacks.Ca
 	if e == nil || err != nil {
 		return nil, err
 	}
-	return &sessionState{cb: cb, entry: e, token: e.claims, expires: e.expires, key: key}, nil
+	return &sessionState{cb: cb, entry: e, expires: e.expires, key: key}, nil
 }
 
 // readJWT decodes (or finds in the cache) a jwt session token, checks its
 // revocation, and refreshes or renews it when due.
 func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, secure bool) (*tokenEntry, string) {
 	now := s.now()
-	e := s.cache.get(raw, now)
+	key := s.cache.keyOf(raw)
+	e := s.cache.lookup(key, now)
 	if e == nil {
-		claims, current, err := s.codecs[idx(secure)].DecodeKey(raw, now)
+		t, current, err := s.codecs[idx(secure)].DecodeToken(raw, now)
 		if err != nil {
 			if ce := s.logger.Check(zap.DebugLevel, "session cookie rejected"); ce != nil {
 				ce.Write(zap.Error(err))
@@ -185,10 +187,10 @@ func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, s
 			s.clearCookie(w, r)
 			return nil, ""
 		}
-		e = newTokenEntry(claims)
+		e = newDecodedEntry(t)
 		// A token of a rotated-out secret is re-issued with the current one below.
 		e.stale = !current
-		s.cache.put(raw, e, now)
+		s.cache.store(key, e, now)
 	}
 	if s.revoked.has(e.sid, now) {
 		s.clearCookie(w, r)
@@ -200,12 +202,12 @@ func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, s
 			return n.entry, n.token
 		}
 	} else if e.stale || now.Sub(e.iat) >= s.updateAge {
-		tok, ne, err := s.issue(e.claims, secure, now)
+		tok, ne, err := s.issue(e.claimsMap(), secure, now)
 		if err != nil {
 			s.logger.Error("renewing the session token", zap.Error(err))
 			return e, raw
 		}
-		s.cache.replace(raw, tok, ne, now) // the browser sends the new token from now on
+		s.cache.replace(key, tok, ne, now) // the browser sends the new token from now on
 		s.setCookie(w, r, tok)
 		s.record(r.Context(), ne)
 		return ne, tok
@@ -385,14 +387,14 @@ func jsonSize(claims map[string]any) (int, error) {
 // its newest token), so that an administrator can see and revoke it. The
 // cookie works without the record; a failure is only logged.
 func (s *sessions) record(ctx context.Context, e *tokenEntry) {
-	sub, _ := e.claims["sub"].(string)
+	sub := e.strs[0]
 	if sub == "" || e.sid == "" || s.store == nil {
 		return
 	}
 	rec := store.Session{ID: jwtSessionID(e.sid), UserID: sub, Expires: e.expires}
 	// What back-channel logout looks for: the provider and its session id.
 	for _, k := range [...]string{claimProvider, claimIDPSid} {
-		if v, ok := e.claims[k].(string); ok && v != "" {
+		if v, ok := e.claimsMap()[k].(string); ok && v != "" {
 			if rec.Data == nil {
 				rec.Data = map[string]any{}
 			}
@@ -443,6 +445,14 @@ func (s *sessions) isAuthCookie(name string) bool {
 	return ok && chunk != "" && strings.Trim(chunk, "0123456789") == ""
 }
 
+// claims is the session token's claims, shared: nothing may modify them.
+func (st *sessionState) claims() map[string]any {
+	if st.entry != nil {
+		return st.entry.claimsMap()
+	}
+	return st.token
+}
+
 // entryDefault is the i-th default header value (sub, email, name), or nil.
 func (st *sessionState) entryDefault(i int) []string {
 	if st.entry != nil {
@@ -461,7 +471,7 @@ func (st *sessionState) session(r *http.Request) (map[string]any, error) {
 		return st.sess, st.sessErr
 	}
 	compute := func(req map[string]any) (map[string]any, error) {
-		in := callbacks.SessionInput{Token: st.token, Expires: st.expires, Request: req}
+		in := callbacks.SessionInput{Token: st.claims(), Expires: st.expires, Request: req}
 		if st.entry != nil {
 			in.User = st.entry.user
 		}
@@ -470,7 +480,10 @@ func (st *sessionState) session(r *http.Request) (map[string]any, error) {
 	switch {
 	case !st.cb.HasSessionRules() || st.cb.SessionDependsOnTokenOnly():
 		if e := st.entry; e != nil {
-			e.sessOnce.Do(func() { e.sess, e.sessErr = compute(nil) })
+			e.sessOnce.Do(func() {
+				e.sess, e.sessErr = compute(nil)
+				e.grow(valueSize(e.sess))
+			})
 			st.sess, st.sessErr = e.sess, e.sessErr
 		} else {
 			st.sess, st.sessErr = compute(nil)

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/maypok86/otter/v2"
+
+	"github.com/authgate/caddy-authgate/session"
 )
 
 // tokenCache remembers decoded session tokens, so the guard decrypts a token
@@ -66,13 +68,30 @@ var (
 
 // tokenEntry is a decoded token and what was computed from it. Its maps are shared
 // between requests: nothing may modify them.
+//
+// A token read from a cookie keeps its claims as their JSON (one pointer-free
+// buffer the garbage collector does not walk, to which the strings below point)
+// and decodes them into a map only when something asks for it (claimsMap): the
+// default guard reads sub, email and name, and never needs the map. The
+// entry's size in the cache grows with what it gains later (grow).
 type tokenEntry struct {
-	claims map[string]any
+	// json is the token's claims as JSON, decoded on demand into claims;
+	// nil when the entry was made from a map (claims is then set).
+	json       []byte
+	claimsOnce sync.Once
+	claims     map[string]any
+	// mixed: sub, email or name is present with another type than string, so
+	// the placeholders take the map's value.
+	mixed bool
 	// sid identifies the session across re-issued tokens (renewal, refresh,
 	// update, secret rotation), which each get a new jti; revocation is by sid.
-	sid     string
+	sid string
+	// strs are the claims sub, email and name when they are strings, else "".
+	strs    [3]string
 	iat     time.Time
 	expires time.Time
+	// accessExpires is the provider access token's expiry (claim expires_at).
+	accessExpires time.Time
 	// cacheUntil, when set, ends the entry's life in the cache before expires
 	// (database sessions are read again now and then).
 	cacheUntil time.Time
@@ -92,8 +111,13 @@ type tokenEntry struct {
 	data   map[string]any
 	user   map[string]any
 
-	// defaults are the default identity headers' values, ready to assign.
-	defaults [3][]string
+	// defaults are the default identity headers' values (sub, email, name),
+	// ready to assign, and defaultView the view of a handler without require
+	// or header lines; both point into the arrays beside them.
+	defaults    [3][]string
+	defaultVals [3]string
+	defaultHdrs [3]headerValue
+	defaultView view
 
 	// session is the session callback's result, when it depends on the token only.
 	sessOnce sync.Once
@@ -103,6 +127,13 @@ type tokenEntry struct {
 	// views holds each handler's require/header results, when they depend on the
 	// token only: *Handler → *view.
 	views sync.Map
+
+	// size is the entry's estimated size in bytes (entrySize), which grows
+	// with the claims map, views and session result; cache and key, set when
+	// the entry is cached, let it be weighed again.
+	size  atomic.Uint32
+	cache *tokenCache
+	key   cacheKey
 }
 
 // view is what one handler derived from a token: whether it may pass and the
@@ -145,14 +176,19 @@ func newTokenCache(maxBytes int64) *tokenCache {
 		mac: mac,
 		entries: otter.Must(&otter.Options[cacheKey, *tokenEntry]{
 			MaximumWeight: uint64(maxBytes),
-			Weigher:       func(_ cacheKey, e *tokenEntry) uint32 { return entrySize(e) },
+			Weigher:       func(_ cacheKey, e *tokenEntry) uint32 { return e.size.Load() },
 		}),
 	}
 }
 
 // get returns the live entry for the cookie value.
 func (c *tokenCache) get(raw string, now time.Time) *tokenEntry {
-	e, ok := c.entries.GetIfPresent(c.keyOf(raw))
+	return c.lookup(c.keyOf(raw), now)
+}
+
+// lookup is get by key.
+func (c *tokenCache) lookup(key cacheKey, now time.Time) *tokenEntry {
+	e, ok := c.entries.GetIfPresent(key)
 	if !ok || !e.live(now) {
 		c.stats.lookup(false)
 		return nil
@@ -170,16 +206,22 @@ func (e *tokenEntry) live(now time.Time) bool {
 // When the cache is over its bound, the eviction policy makes room (otter does
 // it after the write, off the caller's path).
 func (c *tokenCache) put(raw string, e *tokenEntry, now time.Time) {
+	c.store(c.keyOf(raw), e, now)
+}
+
+// store is put by key.
+func (c *tokenCache) store(key cacheKey, e *tokenEntry, now time.Time) {
 	if !e.live(now) {
 		return
 	}
-	c.entries.Set(c.keyOf(raw), e)
+	e.cache, e.key = c, key
+	c.entries.Set(key, e)
 }
 
 // replace stores the entry of a re-issued token and drops its predecessor's,
 // which no client should send again (renewal, rotation to the current secret).
-func (c *tokenCache) replace(oldRaw, newRaw string, e *tokenEntry, now time.Time) {
-	c.entries.Invalidate(c.keyOf(oldRaw))
+func (c *tokenCache) replace(old cacheKey, newRaw string, e *tokenEntry, now time.Time) {
+	c.entries.Invalidate(old)
 	c.put(newRaw, e, now)
 }
 
@@ -193,8 +235,11 @@ func (c *tokenCache) clear() {
 	c.entries.InvalidateAll()
 }
 
+// newTokenEntry is the entry of a token whose claims are a map already (issued
+// here, a database session, a bearer token).
 func newTokenEntry(claims map[string]any) *tokenEntry {
 	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
+	e.accessExpires = numericTime(claims["expires_at"])
 	e.sid, _ = claims["sid"].(string)
 	if e.sid == "" {
 		// A token made elsewhere (Auth.js) has no sid: its jti is all there is.
@@ -202,11 +247,87 @@ func newTokenEntry(claims map[string]any) *tokenEntry {
 	}
 	e.failedRefresh = claims["error"] == errRefresh
 	for i, k := range defaultHeaderClaims {
-		if s, ok := claims[k].(string); ok && s != "" {
-			e.defaults[i] = []string{headerSafe(s)}
-		}
+		e.strs[i], _ = claims[k].(string)
 	}
+	e.setDefaults()
+	e.size.Store(entrySize(e))
 	return e
+}
+
+// newDecodedEntry is the entry of a token read from a cookie, its claims left
+// undecoded.
+func newDecodedEntry(t *session.Token) *tokenEntry {
+	e := &tokenEntry{json: t.JSON, iat: t.Iat, expires: t.Exp, accessExpires: t.ExpiresAt, sid: t.Sid, strs: [3]string{t.Sub, t.Email, t.Name}}
+	if e.sid == "" && t.Mixed&session.ClaimSid == 0 {
+		e.sid = t.Jti
+	}
+	e.mixed = t.Mixed&(session.ClaimSub|session.ClaimEmail|session.ClaimName) != 0
+	e.failedRefresh = t.Error == errRefresh
+	e.setDefaults()
+	e.size.Store(entrySize(e))
+	return e
+}
+
+// setDefaults fills the default headers and the default view from strs.
+func (e *tokenEntry) setDefaults() {
+	n := 0
+	for i, v := range e.strs {
+		if v == "" {
+			continue
+		}
+		e.defaultVals[i] = headerSafe(v)
+		e.defaults[i] = e.defaultVals[i : i+1 : i+1]
+		e.defaultHdrs[n] = headerValue{name: defaultHeaderNames[i], value: e.defaults[i]}
+		n++
+	}
+	e.defaultView = view{allowed: true, headers: e.defaultHdrs[:n:n]}
+}
+
+// claimsMap is the token's claims, decoded on first use. The map is shared:
+// nothing may modify it.
+func (e *tokenEntry) claimsMap() map[string]any {
+	e.claimsOnce.Do(func() {
+		if e.json == nil {
+			return
+		}
+		claims, err := (&session.Token{JSON: e.json}).Claims()
+		if err != nil {
+			// Not reached: DecodeToken accepted exactly this JSON, with the
+			// same tokenizer and checks (FuzzDecodeTokenMatchesDecode).
+			claims = map[string]any{}
+		}
+		e.claims = claims
+		e.grow(valueSize(claims))
+	})
+	return e.claims
+}
+
+// placeholder is the value of claim sub, email or name (i) for Caddy's
+// http.auth.user.* placeholders: the claim as it is, nil when absent.
+func (e *tokenEntry) placeholder(i int) any {
+	if e.json == nil || e.mixed {
+		return e.claimsMap()[defaultHeaderClaims[i]]
+	}
+	if s := e.strs[i]; s != "" {
+		return s
+	}
+	return nil
+}
+
+// grow adds n bytes to the entry's size and has the cache weigh it again.
+func (e *tokenEntry) grow(n int) {
+	if n <= 0 {
+		return
+	}
+	e.size.Add(uint32(min(n, 1<<24)))
+	if c := e.cache; c != nil {
+		c.entries.ComputeIfPresent(e.key, func(old *tokenEntry) (*tokenEntry, otter.ComputeOp) {
+			if old != e {
+				return old, otter.CancelOp
+			}
+			return e, otter.WriteOp
+		})
+	}
 }
 
 // numericTime reads a JWT NumericDate claim.
@@ -223,33 +344,57 @@ func numericTime(v any) time.Time {
 }
 
 // The sizes entrySize adds up, in bytes, as Go 1.26 on 64-bit allocates them:
-// sizeEntry is a tokenEntry with otter's node and hash-table slot for it and the
-// three default headers' slices; sizeLater is room for what the guard computes
-// later and keeps with the entry, the session callback's result and each
-// handler's view (measured by TestTokenCacheEntrySize: 0.2 KB with the default
-// headers, 1.1 KB with a require and five header expressions).
+// sizeEntry is a tokenEntry with otter's node and hash-table slot for it (the
+// default headers and view live inside the entry).
 const (
-	sizeEntry     = int(unsafe.Sizeof(tokenEntry{})) + 160 + 3*16
-	sizeLater     = 1280
+	sizeEntry     = int(unsafe.Sizeof(tokenEntry{})) + 160
 	sizeMap       = 48 + 8  // map header and its directory
 	sizeMapSlot   = 40      // a key and a value (interface), at 7/8 load, with control bytes
 	sizeBoxed     = 16      // an interface's boxed value (string header, float64)
 	sizeSliceHead = 24 + 16 // a boxed []any
 )
 
-// entrySize estimates the bytes an entry holds: its own, its claims' (and a
-// database session's data and user), and room for what it gains later.
+// entrySize estimates the bytes an entry holds when made: its own, its claims'
+// (as JSON or as a map; a database session's data and user too). What it gains
+// later (the claims map, views, the session result) is added by grow.
 func entrySize(e *tokenEntry) uint32 {
-	n := sizeEntry + sizeLater + valueSize(e.claims) + valueSize(e.user)
+	n := sizeEntry + roundSize(len(e.json)) + valueSize(e.claims) + valueSize(e.user)
 	if e.data != nil {
 		n += valueSize(e.data) // database sessions: most values are shared with claims, the map is not
 	}
-	for _, d := range e.defaults {
-		if len(d) > 0 {
-			n += 16 + roundSize(len(d[0])) // headerSafe may have made a copy
+	for i, d := range e.defaultVals {
+		if d != e.strs[i] {
+			n += roundSize(len(d)) // headerSafe made a copy
+		}
+	}
+	for _, s := range e.strs {
+		if e.json != nil && s != "" && !inside(s, e.json) {
+			n += roundSize(len(s)) // an unquoted copy
 		}
 	}
 	return uint32(min(n, 1<<31))
+}
+
+// inside reports whether s's bytes are in b.
+func inside(s string, b []byte) bool {
+	if len(b) == 0 || len(s) == 0 {
+		return false
+	}
+	p, start := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(&b[0]))
+	return p >= start && p < start+uintptr(len(b))
+}
+
+// viewSize estimates the bytes of a view kept with an entry (and its place in
+// the entry's views).
+func viewSize(v *view) int {
+	n := 48 + 64 + roundSize(len(v.refusedBy)) + 40*cap(v.headers)
+	for _, h := range v.headers {
+		n += 16
+		for _, s := range h.value {
+			n += roundSize(len(s))
+		}
+	}
+	return n
 }
 
 // valueSize estimates the heap bytes of a decoded JSON value (map[string]any,

@@ -84,7 +84,7 @@ func TestTokenCacheReplace(t *testing.T) {
 	c := newTokenCache(0)
 	old, renewed := cacheTestEntry(1, now.Add(time.Hour)), cacheTestEntry(1, now.Add(2*time.Hour))
 	c.put("old-token", old, now)
-	c.replace("old-token", "new-token", renewed, now)
+	c.replace(c.keyOf("old-token"), "new-token", renewed, now)
 	if c.get("old-token", now) != nil {
 		t.Error("the predecessor is still cached after replace")
 	}

@@ -46,7 +46,7 @@ func (s *sessions) dueForRefresh(e *tokenEntry, now time.Time) bool {
 	if !s.refreshOn || e.failedRefresh {
 		return false
 	}
-	at := numericTime(e.claims["expires_at"])
+	at := e.accessExpires
 	return !at.IsZero() && !now.Before(at.Add(-refreshSkew))
 }
 
@@ -77,7 +77,7 @@ func (s *sessions) refresh(ctx context.Context, raw string, e *tokenEntry, secur
 
 func (s *sessions) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) *refreshed {
 	now := s.now()
-	rt, _ := e.claims["refresh_token"].(string)
+	rt, _ := e.claimsMap()["refresh_token"].(string)
 	sum := sha256.Sum256([]byte(rt))
 	lockID := "refresh:" + hex.EncodeToString(sum[:])
 
@@ -93,8 +93,9 @@ func (s *sessions) refreshOnce(ctx context.Context, e *tokenEntry, secure bool) 
 		s.logger.Warn("refresh lock unavailable; refreshing without it", zap.Error(err))
 	}
 
-	claims := make(map[string]any, len(e.claims))
-	for k, v := range e.claims {
+	old := e.claimsMap()
+	claims := make(map[string]any, len(old))
+	for k, v := range old {
 		claims[k] = v
 	}
 	fresh, err := s.refreshWithProvider(ctx, claims)

@@ -410,10 +410,10 @@ func (rl *realm) signout(w http.ResponseWriter, r *http.Request) {
 	}
 	target := rl.callbackURL(r, r.PostForm.Get("callbackUrl"))
 	if st, err := rl.sessions.read(w, r, rl.cb); st != nil {
-		if u, ok := rl.endSessionURL(r.Context(), st.token, target); ok {
+		if u, ok := rl.endSessionURL(r.Context(), st.claims(), target); ok {
 			target = u
 		}
-		rl.signedOut(st.token)
+		rl.signedOut(st.claims())
 		if err := rl.sessions.end(r.Context(), st); err != nil {
 			rl.logger.Error("ending the session in the store failed; its cookie is cleared", zap.Error(err))
 		}

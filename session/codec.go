@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -165,30 +163,7 @@ func (c *Codec) DecodeKey(token string, now time.Time) (claims map[string]any, c
 // decodeKey is DecodeKey; fast=false leaves every token to go-jose's full parse
 // (the fuzz test holds the two ways to the same answers).
 func (c *Codec) decodeKey(token string, now time.Time, fast bool) (claims map[string]any, current bool, err error) {
-	// With alg dir the JWE Encrypted Key must be empty (RFC 7516 §5.2 step 10, enforced by
-	// Auth.js's jose); go-jose ignores it, so check it here. ParseEncryptedCompact checks
-	// that there are exactly five parts.
-	if _, rest, ok := strings.Cut(token, "."); ok && !strings.HasPrefix(rest, ".") {
-		return nil, false, errors.New("invalid session token: unexpected JWE encrypted key")
-	}
-	var (
-		plaintext []byte
-		keyIndex  int
-		release   = func() {}
-	)
-	err = errNotFast
-	if fast {
-		plaintext, keyIndex, release, err = c.openFast(token)
-		if err == errNotFast {
-			release = func() {}
-			if header, _, _ := strings.Cut(token, "."); !c.mayBeAccepted(header) {
-				return nil, false, errHeader
-			}
-		}
-	}
-	if err == errNotFast {
-		plaintext, keyIndex, err = c.openJOSE(token)
-	}
+	plaintext, keyIndex, release, err := c.open(token, fast)
 	if err != nil {
 		return nil, false, err
 	}
@@ -203,11 +178,40 @@ func (c *Codec) decodeKey(token string, now time.Time, fast bool) (claims map[st
 	return claims, keyIndex == 0, nil
 }
 
+// open decrypts a token, returning its plaintext (valid until release is
+// called) and the index of the key that opened it.
+func (c *Codec) open(token string, fast bool) (plaintext []byte, keyIndex int, release func(), err error) {
+	// With alg dir the JWE Encrypted Key must be empty (RFC 7516 §5.2 step 10, enforced by
+	// Auth.js's jose); go-jose ignores it, so check it here. ParseEncryptedCompact checks
+	// that there are exactly five parts.
+	if _, rest, ok := strings.Cut(token, "."); ok && !strings.HasPrefix(rest, ".") {
+		return nil, -1, nil, errors.New("invalid session token: unexpected JWE encrypted key")
+	}
+	err = errNotFast
+	if fast {
+		plaintext, keyIndex, release, err = c.openFast(token)
+		if err == errNotFast {
+			if header, _, _ := strings.Cut(token, "."); !c.mayBeAccepted(header) {
+				return nil, -1, nil, errHeader
+			}
+		}
+	}
+	if err == errNotFast {
+		plaintext, keyIndex, err = c.openJOSE(token)
+		release = func() {}
+	}
+	if err != nil {
+		return nil, -1, nil, err
+	}
+	return plaintext, keyIndex, release, nil
+}
+
 // validator is golang-jwt's Validator with Auth.js's rules, for one time at a
 // time: it is pooled, not made per token.
 type validator struct {
-	now time.Time
-	v   *jwt.Validator
+	now   time.Time
+	v     *jwt.Validator
+	times jwt.MapClaims // DecodeToken's time claims
 }
 
 var validators = sync.Pool{New: func() any {
@@ -348,11 +352,9 @@ func readJSON(d *jsontext.Decoder) (any, error) {
 	case '"':
 		return tok.String(), nil
 	case '0':
-		f := tok.Float()
-		if math.Abs(f) == math.MaxFloat64 { // Float clamps what overflows; encoding/json refuses it
-			if _, err := strconv.ParseFloat(tok.String(), 64); err != nil {
-				return nil, errClaims
-			}
+		f, err := readNumber(tok)
+		if err != nil {
+			return nil, err
 		}
 		return f, nil
 	case 't', 'f':
