@@ -153,6 +153,11 @@ type sessionState struct {
 // update_age is renewed, sliding its expiry. Sessions are cached in process, so a
 // valid jwt cookie is decrypted once and a database session read once in a while.
 func (s *sessions) read(w http.ResponseWriter, r *http.Request, cb *callbacks.Callbacks) (*sessionState, error) {
+	return s.readInto(new(sessionState), w, r, cb)
+}
+
+// readInto is read into dst, which it returns when there is a session.
+func (s *sessions) readInto(dst *sessionState, w http.ResponseWriter, r *http.Request, cb *callbacks.Callbacks) (*sessionState, error) {
 	secure := s.origin.secure(r)
 	raw, ok := session.ReadChunked(r, s.names[idx(secure)])
 	if !ok {
@@ -169,7 +174,8 @@ func (s *sessions) read(w http.ResponseWriter, r *http.Request, cb *callbacks.Ca
 	if e == nil || err != nil {
 		return nil, err
 	}
-	return &sessionState{cb: cb, entry: e, expires: e.expires, key: key}, nil
+	*dst = sessionState{cb: cb, entry: e, expires: e.expires, key: key}
+	return dst, nil
 }
 
 // readJWT decodes (or finds in the cache) a jwt session token, checks its

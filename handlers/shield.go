@@ -16,8 +16,12 @@ type requestState struct {
 	realm *realm
 	st    *sessionState
 	err   error
-	// set lists the upstream headers authgate set on this request (canonical names).
-	set []string
+	// set lists the upstream headers authgate set on this request (canonical
+	// names), in setBuf unless there are more.
+	set    []string
+	setBuf [4]string
+	// stBuf holds st (one allocation per request, not two).
+	stBuf sessionState
 	// cookiesStripped: the realm's cookies are gone from the request.
 	cookiesStripped bool
 	// bearer: the session came from an Authorization: Bearer token.
@@ -34,6 +38,7 @@ func stateOf(r *http.Request) *requestState {
 		return rs
 	}
 	rs := &requestState{}
+	rs.set = rs.setBuf[:0]
 	caddyhttp.SetVar(r.Context(), requestStateVar, rs)
 	return rs
 }
@@ -50,7 +55,7 @@ func (rs *requestState) session(w http.ResponseWriter, r *http.Request, rl *real
 	if bearer {
 		st = rl.bearerSession(r, raw)
 	} else {
-		st, err = rl.sessions.read(w, r, rl.cb)
+		st, err = rl.sessions.readInto(&rs.stBuf, w, r, rl.cb)
 	}
 	if rs.realm == nil {
 		rs.realm, rs.st, rs.err, rs.bearer = rl, st, err, bearer

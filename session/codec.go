@@ -163,12 +163,12 @@ func (c *Codec) DecodeKey(token string, now time.Time) (claims map[string]any, c
 // decodeKey is DecodeKey; fast=false leaves every token to go-jose's full parse
 // (the fuzz test holds the two ways to the same answers).
 func (c *Codec) decodeKey(token string, now time.Time, fast bool) (claims map[string]any, current bool, err error) {
-	plaintext, keyIndex, release, err := c.open(token, fast)
+	plaintext, keyIndex, buf, err := c.open(token, fast)
 	if err != nil {
 		return nil, false, err
 	}
 	claims, err = decodeClaims(plaintext)
-	release()
+	releaseBuffer(buf)
 	if err != nil {
 		return nil, false, err
 	}
@@ -178,9 +178,9 @@ func (c *Codec) decodeKey(token string, now time.Time, fast bool) (claims map[st
 	return claims, keyIndex == 0, nil
 }
 
-// open decrypts a token, returning its plaintext (valid until release is
-// called) and the index of the key that opened it.
-func (c *Codec) open(token string, fast bool) (plaintext []byte, keyIndex int, release func(), err error) {
+// open decrypts a token, returning its plaintext (valid until buf is
+// released, see releaseBuffer) and the index of the key that opened it.
+func (c *Codec) open(token string, fast bool) (plaintext []byte, keyIndex int, buf *[]byte, err error) {
 	// With alg dir the JWE Encrypted Key must be empty (RFC 7516 §5.2 step 10, enforced by
 	// Auth.js's jose); go-jose ignores it, so check it here. ParseEncryptedCompact checks
 	// that there are exactly five parts.
@@ -189,7 +189,7 @@ func (c *Codec) open(token string, fast bool) (plaintext []byte, keyIndex int, r
 	}
 	err = errNotFast
 	if fast {
-		plaintext, keyIndex, release, err = c.openFast(token)
+		plaintext, keyIndex, buf, err = c.openFast(token)
 		if err == errNotFast {
 			if header, _, _ := strings.Cut(token, "."); !c.mayBeAccepted(header) {
 				return nil, -1, nil, errHeader
@@ -198,12 +198,11 @@ func (c *Codec) open(token string, fast bool) (plaintext []byte, keyIndex int, r
 	}
 	if err == errNotFast {
 		plaintext, keyIndex, err = c.openJOSE(token)
-		release = func() {}
 	}
 	if err != nil {
 		return nil, -1, nil, err
 	}
-	return plaintext, keyIndex, release, nil
+	return plaintext, keyIndex, buf, nil
 }
 
 // validator is golang-jwt's Validator with Auth.js's rules, for one time at a

@@ -75,10 +75,10 @@ func compactParts(token string) (parts [5]string, ok bool) {
 var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // openFast opens a token whose header is one Encode writes, returning the
-// plaintext (valid until release is called) and the index of the key that
+// plaintext (in pooled, valid until it is released) and the index of the key that
 // opened it. errNotFast: the header is another; then nothing was decided.
 // Every other error is final: go-jose, given the same bytes, would fail too.
-func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, release func(), err error) {
+func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, pooled *[]byte, err error) {
 	parts, ok := compactParts(token)
 	if !ok {
 		return nil, -1, nil, errParts
@@ -96,7 +96,7 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, release 
 
 	// IV, then ciphertext and tag side by side: go-jose opens ciphertext||tag.
 	bp := buffers.Get().(*[]byte)
-	release = func() { buffers.Put(bp) }
+	release := func() { buffers.Put(bp) }
 	need := len(parts[2]) + len(parts[3]) + len(parts[4]) // ≥ the decoded size, with room for the CBC plaintext
 	if cap(*bp) < 2*need {
 		*bp = make([]byte, 0, 2*need)
@@ -137,7 +137,7 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, release 
 			release()
 			return nil, -1, nil, errCrypto
 		}
-		return plaintext, first, release, nil
+		return plaintext, first, bp, nil
 	}
 	// No kid (FormatNextAuthV4): every key with this header, in order.
 	for i := first; i < len(c.keys); i++ {
@@ -145,11 +145,18 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, release 
 			continue
 		}
 		if plaintext, err = c.keys[i].aead.Open(out, iv, sealed, c.keys[i].headerBytes); err == nil {
-			return plaintext, i, release, nil
+			return plaintext, i, bp, nil
 		}
 	}
 	release()
 	return nil, -1, nil, errNoKey
+}
+
+// releaseBuffer returns a buffer of openFast's to the pool (nil: none).
+func releaseBuffer(bp *[]byte) {
+	if bp != nil {
+		buffers.Put(bp)
+	}
 }
 
 // decodeInto decodes base64url segment s into dst as go-jose does

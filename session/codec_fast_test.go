@@ -35,11 +35,11 @@ func TestCodecFastPathTaken(t *testing.T) {
 		c := mustCodec(t, []string{testSecret, "older-secret"}, testSalt, format)
 		old := mustCodec(t, []string{"older-secret"}, testSalt, format)
 		for i, token := range []string{mustEncode(t, c, testClaims(), day, testNow), mustEncode(t, old, testClaims(), day, testNow)} {
-			plaintext, keyIndex, release, err := c.openFast(token)
+			plaintext, keyIndex, pooled, err := c.openFast(token)
 			if err != nil {
 				t.Fatalf("format %d, token of key %d: openFast: %v", format, i, err)
 			}
-			release()
+			releaseBuffer(pooled)
 			if keyIndex != i || len(plaintext) == 0 {
 				t.Errorf("format %d: token of key %d opened by key %d", format, i, keyIndex)
 			}
@@ -48,10 +48,10 @@ func TestCodecFastPathTaken(t *testing.T) {
 	// @auth/core 0.41.3's token (TestCodecKnownAnswers).
 	c := mustCodec(t, []string{testSecret}, "authjs.session-token", FormatAuthJS)
 	authjs := "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2Q0JDLUhTNTEyIiwia2lkIjoidzlOVTBMU2plXzdRc1RhV1JsWEJodGY2TVBteFV5QjNMdDFteE1YRklrU2V0bHdwY3YydUpCbmJQcS05NXJIZ2Roek5kRllHVzVJeTNINzJnalpwbFEifQ..QjZ6jU2fOfApFv8Xj-m36w.vkJPIy4joiNvgKKJ-AOll7ISlf7_M4tbDJnjlPpkjXn5RdIY8bH029gVPXQID8FdqHTaelAtDiBFT0nvCKJqVwjVrcs8vtUm3FyJP7__4Mx6wthe17Rtmyh1w95x0B6Z-kHF_Bkja6QA_Kc67ETe-n4IQWOi7AkG_w6NdBusFfseeCZfZZBJ3VloV2DOYtk4.AhDSgx65N8o7z2qbdDA_j3j_kmSoigVuVlmfYuT8VIc"
-	if _, _, release, err := c.openFast(authjs); err != nil {
+	if _, _, pooled, err := c.openFast(authjs); err != nil {
 		t.Errorf("@auth/core's token: openFast: %v", err)
 	} else {
-		release()
+		releaseBuffer(pooled)
 	}
 }
 
@@ -79,12 +79,10 @@ func TestCodecOtherHeaders(t *testing.T) {
 		`{`:  false,
 	} {
 		token := customToken(t, c, header, payload)
-		_, _, release, err := c.openFast(token)
+		_, _, pooled, err := c.openFast(token)
 		if err != errNotFast {
 			t.Errorf("header %s: openFast = %v, want errNotFast", header, err)
-			if release != nil {
-				release()
-			}
+			releaseBuffer(pooled)
 		}
 		for _, fast := range []bool{true, false} {
 			if _, _, err := c.decodeKey(token, testNow, fast); (err == nil) != ok {

@@ -59,12 +59,12 @@ func (t *Token) Claims() (map[string]any, error) {
 // token exactly as DecodeKey does (the same tokens are accepted, the fuzz test
 // holds it) and reads Token's fields in one pass over the JSON.
 func (c *Codec) DecodeToken(token string, now time.Time) (t *Token, current bool, err error) {
-	plaintext, keyIndex, release, err := c.open(token, true)
+	plaintext, keyIndex, buf, err := c.open(token, true)
 	if err != nil {
 		return nil, false, err
 	}
 	t = &Token{JSON: bytes.Clone(plaintext)}
-	release()
+	releaseBuffer(buf)
 	var times timeClaims
 	if err := scanClaims(t, &times); err != nil {
 		return nil, false, err
