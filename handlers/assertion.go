@@ -34,7 +34,7 @@ func (rl *realm) assertion(st *sessionState, r *http.Request) ([]string, error) 
 	// The audience is the site the request is for: an assertion taken from one
 	// site's upstream does not pass at another's.
 	aud := siteOrigin(r)
-	if a := st.entry.assertion.Load(); a != nil && a.iss == iss && a.aud == aud && now.Add(assertionRenew).Before(a.expires) {
+	if a := st.entry.extra().assertion.Load(); a != nil && a.iss == iss && a.aud == aud && now.Add(assertionRenew).Before(a.expires) {
 		return a.value, nil
 	}
 	claims := map[string]any{"iss": iss, "aud": aud}
@@ -48,6 +48,6 @@ func (rl *realm) assertion(st *sessionState, r *http.Request) ([]string, error) 
 		return nil, err
 	}
 	a := &signedAssertion{value: []string{tok}, iss: iss, aud: aud, expires: now.Add(assertionTTL)}
-	st.entry.assertion.Store(a)
+	st.entry.extra().assertion.Store(a)
 	return a.value, nil
 }

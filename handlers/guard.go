@@ -250,11 +250,12 @@ func (h *Handler) view(st *sessionState, r *http.Request) *view {
 	if !h.tokenOnly || st.entry == nil {
 		return h.computeView(st, r)
 	}
-	if v, ok := st.entry.views.Load(h); ok {
+	more := st.entry.extra()
+	if v, ok := more.views.Load(h); ok {
 		return v.(*view)
 	}
 	v := h.computeView(st, r)
-	if _, loaded := st.entry.views.LoadOrStore(h, v); !loaded {
+	if _, loaded := more.views.LoadOrStore(h, v); !loaded {
 		st.entry.grow(viewSize(v))
 	}
 	return v

@@ -247,7 +247,7 @@ func (s *sessions) readDatabase(w http.ResponseWriter, r *http.Request, raw stri
 	}
 	// A database session's iat is when it was last renewed.
 	if now.Sub(e.iat) >= s.updateAge {
-		renewed := store.Session{ID: key, UserID: e.userID, Expires: now.Add(s.maxAge), Data: e.data}
+		renewed := store.Session{ID: key, UserID: e.db.userID, Expires: now.Add(s.maxAge), Data: e.db.data}
 		if err := s.store.UpdateSession(ctx, renewed); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				s.cache.remove(key)
@@ -275,13 +275,14 @@ func (s *sessions) databaseEntry(ctx context.Context, stored store.Session, now 
 	claims["exp"] = float64(stored.Expires.Unix())
 	claims["iat"] = float64(stored.Expires.Add(-s.maxAge).Unix())
 	e := newTokenEntry(claims)
-	e.userID, e.data = stored.UserID, stored.Data
-	e.cacheUntil = now.Add(databaseCacheTTL)
+	e.db = &dbRecord{userID: stored.UserID, data: stored.Data}
+	e.cacheUntil = now.Add(databaseCacheTTL).UnixNano()
 	if u, err := s.store.GetUser(ctx, stored.UserID); err == nil {
-		e.user = storeUserMap(u)
+		e.db.user = storeUserMap(u)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	e.size.Store(entrySize(e))
 	return e, nil
 }
 
@@ -372,7 +373,7 @@ func (s *sessions) update(w http.ResponseWriter, r *http.Request, st *sessionSta
 	if size, err := jsonSize(claims); err != nil || size > maxTokenBytes {
 		return errTokenTooLarge
 	}
-	stored := store.Session{ID: st.key, UserID: st.entry.userID, Expires: s.now().Add(s.maxAge), Data: claims}
+	stored := store.Session{ID: st.key, UserID: st.entry.db.userID, Expires: s.now().Add(s.maxAge), Data: claims}
 	if err := s.store.UpdateSession(ctx, stored); err != nil {
 		return err
 	}
@@ -393,7 +394,7 @@ func jsonSize(claims map[string]any) (int, error) {
 // its newest token), so that an administrator can see and revoke it. The
 // cookie works without the record; a failure is only logged.
 func (s *sessions) record(ctx context.Context, e *tokenEntry) {
-	sub := e.strs[0]
+	sub, _ := e.claimsMap()["sub"].(string)
 	if sub == "" || e.sid == "" || s.store == nil {
 		return
 	}
@@ -462,7 +463,7 @@ func (st *sessionState) claims() map[string]any {
 // entryDefault is the i-th default header value (sub, email, name), or nil.
 func (st *sessionState) entryDefault(i int) []string {
 	if st.entry != nil {
-		return st.entry.defaults[i]
+		return st.entry.defaults(i)
 	}
 	if v, ok := st.token[defaultHeaderClaims[i]].(string); ok && v != "" {
 		return []string{headerSafe(v)}
@@ -479,18 +480,19 @@ func (st *sessionState) session(r *http.Request) (map[string]any, error) {
 	compute := func(req map[string]any) (map[string]any, error) {
 		in := callbacks.SessionInput{Token: st.claims(), Expires: st.expires, Request: req}
 		if st.entry != nil {
-			in.User = st.entry.user
+			in.User = st.entry.user()
 		}
 		return st.cb.Session(r.Context(), in)
 	}
 	switch {
 	case !st.cb.HasSessionRules() || st.cb.SessionDependsOnTokenOnly():
 		if e := st.entry; e != nil {
-			e.sessOnce.Do(func() {
-				e.sess, e.sessErr = compute(nil)
-				e.grow(valueSize(e.sess))
+			m := e.extra()
+			m.sessOnce.Do(func() {
+				m.sess, m.sessErr = compute(nil)
+				e.grow(valueSize(m.sess))
 			})
-			st.sess, st.sessErr = e.sess, e.sessErr
+			st.sess, st.sessErr = m.sess, m.sessErr
 		} else {
 			st.sess, st.sessErr = compute(nil)
 		}

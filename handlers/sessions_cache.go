@@ -72,61 +72,49 @@ var (
 // A token read from a cookie keeps its claims as their JSON (one pointer-free
 // buffer the garbage collector does not walk, to which the strings below point)
 // and decodes them into a map only when something asks for it (claimsMap): the
-// default guard reads sub, email and name, and never needs the map. The
-// entry's size in the cache grows with what it gains later (grow).
+// default guard reads sub, email and name, and never needs the map. What few
+// sessions need (database sessions' records, rules' views, the session
+// callback's result, assertions, refreshes) lives beside the entry, made when
+// first needed, so the entry of a plain session stays small. Its size in the
+// cache grows with what it gains (grow).
 type tokenEntry struct {
 	// json is the token's claims as JSON, decoded on demand into claims;
 	// nil when the entry was made from a map (claims is then set).
 	json       []byte
 	claimsOnce sync.Once
 	claims     map[string]any
-	// mixed: sub, email or name is present with another type than string, so
-	// the placeholders take the map's value.
-	mixed bool
 	// sid identifies the session across re-issued tokens (renewal, refresh,
 	// update, secret rotation), which each get a new jti; revocation is by sid.
-	sid string
-	// strs are the claims sub, email and name when they are strings, else "".
-	strs    [3]string
+	sid     string
 	iat     time.Time
 	expires time.Time
-	// accessExpires is the provider access token's expiry (claim expires_at).
-	accessExpires time.Time
-	// cacheUntil, when set, ends the entry's life in the cache before expires
-	// (database sessions are read again now and then).
-	cacheUntil time.Time
+	// accessExpires is the provider access token's expiry (claim expires_at),
+	// and cacheUntil, when set, ends the entry's life in the cache before
+	// expires (database sessions are read again now and then): Unix
+	// nanoseconds, 0 for none.
+	accessExpires, cacheUntil int64
 
-	// assertion is the newest signed upstream assertion for this token.
-	assertion atomic.Pointer[signedAssertion]
-
-	// next is the token that replaced this one after a refresh.
-	next nextToken
+	// mixed: sub, email or name is present with another type than string;
+	// changed: headerSafe changed one of them. The placeholders then take the
+	// map's values.
+	mixed, changed bool
 	// failedRefresh: the provider refused to refresh; the session is over.
 	failedRefresh bool
 	// stale: encrypted with an older secret, so re-issued with the current one.
 	stale bool
 
-	// database sessions: the stored session's user and data
-	userID string
-	data   map[string]any
-	user   map[string]any
+	// db is a database session's record (nil for jwt sessions).
+	db *dbRecord
 
-	// defaults are the default identity headers' values (sub, email, name),
-	// ready to assign, and defaultView the view of a handler without require
-	// or header lines; both point into the arrays beside them.
-	defaults    [3][]string
+	// defaultVals are the claims sub, email and name when they are strings
+	// (made header-safe), else "", and defaultView the view of a handler
+	// without require or header lines: the default headers, pointing into
+	// defaultHdrs and defaultVals.
 	defaultVals [3]string
 	defaultHdrs [3]headerValue
 	defaultView view
 
-	// session is the session callback's result, when it depends on the token only.
-	sessOnce sync.Once
-	sess     map[string]any
-	sessErr  error
-
-	// views holds each handler's require/header results, when they depend on the
-	// token only: *Handler → *view.
-	views sync.Map
+	more atomic.Pointer[entryMore]
 
 	// size is the entry's estimated size in bytes (entrySize), which grows
 	// with the claims map, views and session result; cache and key, set when
@@ -134,6 +122,62 @@ type tokenEntry struct {
 	size  atomic.Uint32
 	cache *tokenCache
 	key   cacheKey
+}
+
+// dbRecord is what a database session's entry knows of its stored session.
+type dbRecord struct {
+	userID string
+	data   map[string]any
+	user   map[string]any
+}
+
+// entryMore is what an entry gains after it is made, for the sessions that need it.
+type entryMore struct {
+	// assertion is the newest signed upstream assertion for this token.
+	assertion atomic.Pointer[signedAssertion]
+	// next is the token that replaced this one after a refresh.
+	next nextToken
+
+	// the session callback's result, when it depends on the token only
+	sessOnce sync.Once
+	sess     map[string]any
+	sessErr  error
+
+	// views holds each handler's require/header results, when they depend on the
+	// token only: *Handler → *view.
+	views sync.Map
+}
+
+// sizeMore is an entryMore's size, as entrySize counts it.
+const sizeMore = int(unsafe.Sizeof(entryMore{}))
+
+// extra returns the entry's entryMore, made on first use.
+func (e *tokenEntry) extra() *entryMore {
+	if m := e.more.Load(); m != nil {
+		return m
+	}
+	if m := new(entryMore); e.more.CompareAndSwap(nil, m) {
+		e.grow(roundSize(sizeMore))
+	}
+	return e.more.Load()
+}
+
+// user is a database session's stored user (nil for others).
+func (e *tokenEntry) user() map[string]any {
+	if e.db == nil {
+		return nil
+	}
+	return e.db.user
+}
+
+// defaults is the i-th default header's value (sub, email, name), or nil.
+func (e *tokenEntry) defaults(i int) []string {
+	for _, h := range e.defaultView.headers {
+		if h.name == defaultHeaderNames[i] {
+			return h.value
+		}
+	}
+	return nil
 }
 
 // view is what one handler derived from a token: whether it may pass and the
@@ -199,7 +243,7 @@ func (c *tokenCache) lookup(key cacheKey, now time.Time) *tokenEntry {
 
 // live reports whether the entry may be served at now.
 func (e *tokenEntry) live(now time.Time) bool {
-	return now.Before(e.expires) && (e.cacheUntil.IsZero() || now.Before(e.cacheUntil))
+	return now.Before(e.expires) && (e.cacheUntil == 0 || now.UnixNano() < e.cacheUntil)
 }
 
 // put stores an entry for a cookie value; an entry already dead is not kept.
@@ -239,17 +283,18 @@ func (c *tokenCache) clear() {
 // here, a database session, a bearer token).
 func newTokenEntry(claims map[string]any) *tokenEntry {
 	e := &tokenEntry{claims: claims, iat: numericTime(claims["iat"]), expires: numericTime(claims["exp"])}
-	e.accessExpires = numericTime(claims["expires_at"])
+	e.accessExpires = unixNano(numericTime(claims["expires_at"]))
 	e.sid, _ = claims["sid"].(string)
 	if e.sid == "" {
 		// A token made elsewhere (Auth.js) has no sid: its jti is all there is.
 		e.sid, _ = claims["jti"].(string)
 	}
 	e.failedRefresh = claims["error"] == errRefresh
+	var strs [3]string
 	for i, k := range defaultHeaderClaims {
-		e.strs[i], _ = claims[k].(string)
+		strs[i], _ = claims[k].(string)
 	}
-	e.setDefaults()
+	e.setDefaults(strs)
 	e.size.Store(entrySize(e))
 	return e
 }
@@ -257,27 +302,37 @@ func newTokenEntry(claims map[string]any) *tokenEntry {
 // newDecodedEntry is the entry of a token read from a cookie, its claims left
 // undecoded.
 func newDecodedEntry(t *session.Token) *tokenEntry {
-	e := &tokenEntry{json: t.JSON, iat: t.Iat, expires: t.Exp, accessExpires: t.ExpiresAt, sid: t.Sid, strs: [3]string{t.Sub, t.Email, t.Name}}
+	e := &tokenEntry{json: t.JSON, iat: t.Iat, expires: t.Exp, accessExpires: unixNano(t.ExpiresAt), sid: t.Sid}
 	if e.sid == "" && t.Mixed&session.ClaimSid == 0 {
 		e.sid = t.Jti
 	}
 	e.mixed = t.Mixed&(session.ClaimSub|session.ClaimEmail|session.ClaimName) != 0
 	e.failedRefresh = t.Error == errRefresh
-	e.setDefaults()
+	e.setDefaults([3]string{t.Sub, t.Email, t.Name})
 	e.size.Store(entrySize(e))
 	return e
 }
 
-// setDefaults fills the default headers and the default view from strs.
-func (e *tokenEntry) setDefaults() {
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// setDefaults fills the default headers and the default view from the claims
+// sub, email and name ("" when absent or not strings).
+func (e *tokenEntry) setDefaults(strs [3]string) {
 	n := 0
-	for i, v := range e.strs {
+	for i, v := range strs {
 		if v == "" {
 			continue
 		}
-		e.defaultVals[i] = headerSafe(v)
-		e.defaults[i] = e.defaultVals[i : i+1 : i+1]
-		e.defaultHdrs[n] = headerValue{name: defaultHeaderNames[i], value: e.defaults[i]}
+		if e.defaultVals[i] = headerSafe(v); e.defaultVals[i] != v {
+			e.changed = true
+		}
+		e.defaultHdrs[n] = headerValue{name: defaultHeaderNames[i], value: e.defaultVals[i : i+1 : i+1]}
 		n++
 	}
 	e.defaultView = view{allowed: true, headers: e.defaultHdrs[:n:n]}
@@ -305,10 +360,10 @@ func (e *tokenEntry) claimsMap() map[string]any {
 // placeholder is the value of claim sub, email or name (i) for Caddy's
 // http.auth.user.* placeholders: the claim as it is, nil when absent.
 func (e *tokenEntry) placeholder(i int) any {
-	if e.json == nil || e.mixed {
+	if e.json == nil || e.mixed || e.changed {
 		return e.claimsMap()[defaultHeaderClaims[i]]
 	}
-	if s := e.strs[i]; s != "" {
+	if s := e.defaultVals[i]; s != "" {
 		return s
 	}
 	return nil
@@ -358,18 +413,14 @@ const (
 // (as JSON or as a map; a database session's data and user too). What it gains
 // later (the claims map, views, the session result) is added by grow.
 func entrySize(e *tokenEntry) uint32 {
-	n := sizeEntry + roundSize(len(e.json)) + valueSize(e.claims) + valueSize(e.user)
-	if e.data != nil {
-		n += valueSize(e.data) // database sessions: most values are shared with claims, the map is not
+	n := sizeEntry + roundSize(len(e.json)) + valueSize(e.claims)
+	if e.db != nil {
+		// database sessions: most values of data are shared with claims, the map is not
+		n += 48 + valueSize(e.db.data) + valueSize(e.db.user)
 	}
-	for i, d := range e.defaultVals {
-		if d != e.strs[i] {
-			n += roundSize(len(d)) // headerSafe made a copy
-		}
-	}
-	for _, s := range e.strs {
-		if e.json != nil && s != "" && !inside(s, e.json) {
-			n += roundSize(len(s)) // an unquoted copy
+	for _, s := range e.defaultVals {
+		if e.claims == nil && s != "" && !inside(s, e.json) {
+			n += roundSize(len(s)) // unquoted or made header-safe: a copy
 		}
 	}
 	return uint32(min(n, 1<<31))
@@ -387,7 +438,7 @@ func inside(s string, b []byte) bool {
 // viewSize estimates the bytes of a view kept with an entry (and its place in
 // the entry's views).
 func viewSize(v *view) int {
-	n := 48 + 64 + roundSize(len(v.refusedBy)) + 40*cap(v.headers)
+	n := 48 + 128 + roundSize(len(v.refusedBy)) + 40*cap(v.headers) // the view, its node in views
 	for _, h := range v.headers {
 		n += 16
 		for _, s := range h.value {

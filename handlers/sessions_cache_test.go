@@ -67,7 +67,7 @@ func TestTokenCacheExpiry(t *testing.T) {
 		t.Fatal("an entry is served at or past its token's expiry")
 	}
 	db := cacheTestEntry(2, now.Add(time.Hour))
-	db.cacheUntil = now.Add(10 * time.Second)
+	db.cacheUntil = now.Add(10 * time.Second).UnixNano()
 	c.put("database", db, now)
 	if c.get("database", now.Add(9*time.Second)) == nil || c.get("database", now.Add(10*time.Second)) != nil {
 		t.Fatal("cacheUntil is not honoured")

@@ -47,7 +47,7 @@ func (s *sessions) dueForRefresh(e *tokenEntry, now time.Time) bool {
 		return false
 	}
 	at := e.accessExpires
-	return !at.IsZero() && !now.Before(at.Add(-refreshSkew))
+	return at != 0 && now.UnixNano() >= at-int64(refreshSkew)
 }
 
 // refresh returns the session token that replaces e's after its access token was
@@ -56,18 +56,18 @@ func (s *sessions) dueForRefresh(e *tokenEntry, now time.Time) bool {
 // the store, the others waiting for its result. A failed refresh yields a token
 // without provider tokens and with error RefreshAccessTokenError: signed out.
 func (s *sessions) refresh(ctx context.Context, raw string, e *tokenEntry, secure bool) *refreshed {
-	if n := e.next.Load(); n != nil {
+	if n := e.extra().next.Load(); n != nil {
 		return n
 	}
 	v, _, _ := s.refreshes.Do(raw, func() (any, error) {
-		if n := e.next.Load(); n != nil {
+		if n := e.extra().next.Load(); n != nil {
 			return n, nil
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
 		n := s.refreshOnce(ctx, e, secure)
 		if n != nil {
-			e.next.Store(n)
+			e.extra().next.Store(n)
 		}
 		return n, nil
 	})
