@@ -338,6 +338,14 @@ section() {
 	done
 	p99s=$(awk -v a="${single_p99[bare]:-0}" -v b="${single_p99[authgate]:-0}" 'BEGIN {if (a > 0) printf "%.2f", b / a; else printf "-"}')
 	echo "- Against issue 12's targets, (b) authgate: $(ratio "$(median <<<"${rps_list[authgate]}")" "$bare_rps") × (a)'s req/s (≥ 0.90), $(awk -v a="$bare_cpu" -v b="$(median <<<"${cpu_list[authgate]}")" 'BEGIN {printf "%+.1f", b - a}') CPU-µs per request (≤ +15), single-connection p99 $p99s × (a)'s (≤ 2)."
+	# The same, round by round: (b) against the (a) run just before it, then the median
+	# of those (the figure that drifting load on a shared machine skews least).
+	local pr="" pc=""
+	for r in $(seq "$rounds"); do
+		pr+="$(ratio "${round_rps[authgate,$r]}" "${round_rps[bare,$r]}") "
+		pc+="$(awk -v a="${round_cpu[bare,$r]}" -v b="${round_cpu[authgate,$r]}" 'BEGIN {printf "%.1f", b - a}') "
+	done
+	echo "- Paired round by round with (a) (median of the rounds; each round: $pr/ $pc): (b) authgate $(median <<<"$pr") × (a)'s req/s, $(median <<<"$pc" | awk '{printf "%+.1f", $1}') CPU-µs per request."
 	if [ -n "$baseline" ]; then
 		echo
 		echo "Paired with the baseline, round by round (the median of the rounds' ratios; below 1 = less CPU or fewer req/s than the baseline):"

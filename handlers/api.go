@@ -123,7 +123,7 @@ func (rl *realm) updateSession(w http.ResponseWriter, r *http.Request) {
 	updated := &sessionState{cb: rl.cb, token: claims, expires: rl.sessions.now().Add(rl.sessions.maxAge)}
 	if st.entry != nil && st.entry.user() != nil {
 		// A database session's callback sees the stored user, here as on GET.
-		updated.entry = &tokenEntry{claims: claims, db: &dbRecord{user: st.entry.user()}, expires: updated.expires}
+		updated.entry = &tokenEntry{claims: claims, db: &dbRecord{user: st.entry.user()}, expires: updated.expires.UnixNano()}
 	}
 	st = updated
 	writeSessionJSON(w, r, st, rl.logger)

@@ -144,7 +144,7 @@ type SessionConfig struct {
 	UpdateAge caddy.Duration `json:"update_age,omitempty"`
 
 	// CacheSize bounds, in bytes, the in-process cache of decoded sessions
-	// (each takes a few KB). Default: 64 MiB.
+	// (each takes 0.7–3 KB, more with rules). Default: 64 MiB.
 	CacheSize int64 `json:"cache_size,omitempty"`
 }
 

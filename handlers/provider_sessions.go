@@ -187,7 +187,7 @@ func (rl *realm) bearerSession(r *http.Request, raw string) *sessionState {
 	now := rl.sessions.now()
 	key := "bearer " + raw
 	if e := rl.sessions.cache.get(key, now); e != nil {
-		return &sessionState{cb: rl.cb, entry: e, expires: e.expires, key: key}
+		return &sessionState{cb: rl.cb, entry: e, expires: e.expiry(), key: key}
 	}
 	if raw == "" {
 		return nil
@@ -214,7 +214,7 @@ func (rl *realm) bearerSession(r *http.Request, raw string) *sessionState {
 		return nil
 	}
 	rl.sessions.cache.put(key, e, now)
-	return &sessionState{cb: rl.cb, entry: e, expires: e.expires, key: key}
+	return &sessionState{cb: rl.cb, entry: e, expires: e.expiry(), key: key}
 }
 
 // errBearerDenied: sign_in did not allow the token's user.

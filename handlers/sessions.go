@@ -174,7 +174,7 @@ func (s *sessions) readInto(dst *sessionState, w http.ResponseWriter, r *http.Re
 	if e == nil || err != nil {
 		return nil, err
 	}
-	*dst = sessionState{cb: cb, entry: e, expires: e.expires, key: key}
+	*dst = sessionState{cb: cb, entry: e, expires: e.expiry(), key: key}
 	return dst, nil
 }
 
@@ -207,7 +207,7 @@ func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, s
 			s.setCookie(w, r, n.token)
 			return n.entry, n.token
 		}
-	} else if e.stale || now.Sub(e.iat) >= s.updateAge {
+	} else if e.stale || e.age(now) >= s.updateAge {
 		tok, ne, err := s.issue(e.claimsMap(), secure, now)
 		if err != nil {
 			s.logger.Error("renewing the session token", zap.Error(err))
@@ -246,7 +246,7 @@ func (s *sessions) readDatabase(w http.ResponseWriter, r *http.Request, raw stri
 		s.cache.put(key, e, now)
 	}
 	// A database session's iat is when it was last renewed.
-	if now.Sub(e.iat) >= s.updateAge {
+	if e.age(now) >= s.updateAge {
 		renewed := store.Session{ID: key, UserID: e.db.userID, Expires: now.Add(s.maxAge), Data: e.db.data}
 		if err := s.store.UpdateSession(ctx, renewed); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -398,7 +398,7 @@ func (s *sessions) record(ctx context.Context, e *tokenEntry) {
 	if sub == "" || e.sid == "" || s.store == nil {
 		return
 	}
-	rec := store.Session{ID: jwtSessionID(e.sid), UserID: sub, Expires: e.expires}
+	rec := store.Session{ID: jwtSessionID(e.sid), UserID: sub, Expires: e.expiry()}
 	// What back-channel logout looks for: the provider and its session id.
 	for _, k := range [...]string{claimProvider, claimIDPSid} {
 		if v, ok := e.claimsMap()[k].(string); ok && v != "" {
