@@ -193,7 +193,7 @@ func (s *sessions) readJWT(w http.ResponseWriter, r *http.Request, raw string, s
 			s.clearCookie(w, r)
 			return nil, ""
 		}
-		e = newDecodedEntry(t)
+		e = newDecodedEntry(&t)
 		// A token of a rotated-out secret is re-issued with the current one below.
 		e.stale = !current
 		s.cache.store(key, e, now)

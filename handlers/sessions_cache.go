@@ -310,8 +310,8 @@ func newTokenEntry(claims map[string]any) *tokenEntry {
 // undecoded.
 func newDecodedEntry(t *session.Token) *tokenEntry {
 	e := &tokenEntry{json: t.JSON, iat: unixNano(t.Iat), expires: unixNano(t.Exp), accessExpires: unixNano(t.ExpiresAt), sid: t.Sid}
-	if e.sid == "" && t.Mixed&session.ClaimSid == 0 {
-		e.sid = t.Jti
+	if e.sid == "" {
+		e.sid = t.Jti // as newTokenEntry: a sid that is not a string counts as none
 	}
 	e.mixed = t.Mixed&(session.ClaimSub|session.ClaimEmail|session.ClaimName) != 0
 	e.failedRefresh = t.Error == errRefresh

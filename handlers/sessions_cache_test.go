@@ -344,3 +344,76 @@ func TestUpdateDropsOldEntry(t *testing.T) {
 		t.Error("after an update the old token is still cached")
 	}
 }
+
+// decodedEntry decodes a token of claims as the guard does: its claims stay JSON.
+func decodedEntry(t *testing.T, rl *realm, claims map[string]any) (*tokenEntry, map[string]any) {
+	t.Helper()
+	c := sessionCookie(t, rl, claims)
+	tok, _, err := rl.sessions.codecs[0].DecodeToken(c.Value, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := rl.sessions.codecs[0].DecodeKey(c.Value, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newDecodedEntry(&tok), want
+}
+
+// An entry made from a cookie reads like one made from the decoded map: the
+// same sid, times, default headers, placeholders and claims, the map decoded
+// only when asked for.
+func TestDecodedEntryMatchesMapEntry(t *testing.T) {
+	rl := benchRealm(t, nil)
+	for _, claims := range []map[string]any{
+		aliceClaims,
+		{"sub": "bob", "email": "bob@example.com", "expires_at": float64(time.Now().Add(time.Minute).Unix()), "error": errRefresh},
+		{"sub": 42.0, "name": "Tab\there\x01", "email": nil, "sid": 7.0}, // mixed types, a value headerSafe changes
+		{"name": "caf\u00e9 \u2603", "email": "\u00e9@example.com"},
+	} {
+		e, want := decodedEntry(t, rl, claims)
+		m := newTokenEntry(want)
+		if e.claims != nil {
+			t.Fatalf("%v: the claims were decoded before anything asked", claims)
+		}
+		if e.sid != m.sid || e.iat != m.iat || e.expires != m.expires || e.accessExpires != m.accessExpires || e.failedRefresh != m.failedRefresh {
+			t.Errorf("%v: entry %+v, from the map %+v", claims, e, m)
+		}
+		for i := range defaultHeaderNames {
+			if got, w := e.defaults(i), m.defaults(i); fmt.Sprint(got) != fmt.Sprint(w) {
+				t.Errorf("%v: default header %d = %q, from the map %q", claims, i, got, w)
+			}
+			if got, w := e.placeholder(i), want[defaultHeaderClaims[i]]; got != w {
+				t.Errorf("%v: placeholder %d = %#v, the claim is %#v", claims, i, got, w)
+			}
+		}
+		if fmt.Sprint(e.claimsMap()) != fmt.Sprint(want) {
+			t.Errorf("claims = %v, want %v", e.claimsMap(), want)
+		}
+	}
+}
+
+// What an entry gains after it is cached (its claims map, a view, the session
+// result) counts against the cache's bound.
+func TestTokenCacheEntryGrows(t *testing.T) {
+	rl := benchRealm(t, nil)
+	e, _ := decodedEntry(t, rl, aliceClaims)
+	c := newTokenCache(0)
+	c.put("cookie", e, time.Now())
+	c.entries.CleanUp()
+	before := c.entries.WeightedSize()
+	if before != uint64(entrySize(e)) || before == 0 {
+		t.Fatalf("weighed %d, entrySize %d", before, entrySize(e))
+	}
+	claims := e.claimsMap()
+	c.entries.CleanUp()
+	afterClaims := c.entries.WeightedSize()
+	if want := before + uint64(valueSize(claims)); afterClaims != want {
+		t.Fatalf("after decoding the claims the cache weighs %d, want %d", afterClaims, want)
+	}
+	e.extra()
+	c.entries.CleanUp()
+	if got := c.entries.WeightedSize(); got <= afterClaims {
+		t.Fatalf("after the entry's extra part the cache weighs %d, want more than %d", got, afterClaims)
+	}
+}

@@ -208,9 +208,8 @@ func (c *Codec) open(token string, fast bool) (plaintext []byte, keyIndex int, b
 // validator is golang-jwt's Validator with Auth.js's rules, for one time at a
 // time: it is pooled, not made per token.
 type validator struct {
-	now   time.Time
-	v     *jwt.Validator
-	times jwt.MapClaims // DecodeToken's time claims
+	now time.Time
+	v   *jwt.Validator
 }
 
 var validators = sync.Pool{New: func() any {

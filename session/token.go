@@ -58,65 +58,81 @@ func (t *Token) Claims() (map[string]any, error) {
 // DecodeToken is DecodeKey that leaves the claims undecoded: it checks the
 // token exactly as DecodeKey does (the same tokens are accepted, the fuzz test
 // holds it) and reads Token's fields in one pass over the JSON.
-func (c *Codec) DecodeToken(token string, now time.Time) (t *Token, current bool, err error) {
+func (c *Codec) DecodeToken(token string, now time.Time) (t Token, current bool, err error) {
 	plaintext, keyIndex, buf, err := c.open(token, true)
 	if err != nil {
-		return nil, false, err
+		return Token{}, false, err
 	}
-	t = &Token{JSON: bytes.Clone(plaintext)}
+	t.JSON = bytes.Clone(plaintext)
 	releaseBuffer(buf)
 	var times timeClaims
-	if err := scanClaims(t, &times); err != nil {
-		return nil, false, err
+	if err := scanClaims(&t, &times); err != nil {
+		return Token{}, false, err
 	}
 	if err := times.validate(now); err != nil {
-		return nil, false, fmt.Errorf("invalid session token: %w", err)
+		return Token{}, false, fmt.Errorf("invalid session token: %w", err)
 	}
-	t.Exp, t.Iat = unixTime(times.exp), unixTime(times.iat)
-	if times.hasExpiresAt {
-		t.ExpiresAt = unixTime(times.expiresAt)
-	}
+	t.Exp, t.Iat, t.ExpiresAt = times.exp.unix(), times.iat.unix(), times.expiresAt.unix()
 	return t, keyIndex == 0, nil
 }
 
-// timeClaims are the claims golang-jwt's Validator reads, as decodeClaims would
-// have decoded them; nil with set: present but not a number.
+// timeClaims are the claims golang-jwt's Validator reads, as scanClaims found
+// them. They implement jwt.Claims as jwt.MapClaims does on the map decodeClaims
+// would make (a number is a date, 0 none; another value is ErrInvalidType),
+// without the map: golang-jwt's Validator still makes every decision.
 type timeClaims struct {
-	exp, iat, nbf          any
-	hasExp, hasIat, hasNbf bool
-	expiresAt              any
-	hasExpiresAt           bool
+	exp, iat, nbf, expiresAt timeClaim
 }
 
-// unixTime is a number claim's time (its integer part), else the zero time.
-func unixTime(v any) time.Time {
-	if f, ok := v.(float64); ok {
-		return time.Unix(int64(f), 0)
+// timeClaim is one time claim: absent, a number (f) or another value.
+type timeClaim struct {
+	kind uint8
+	f    float64
+}
+
+const (
+	claimAbsent uint8 = iota
+	claimNumber
+	claimOther
+)
+
+// date is jwt.MapClaims's parseNumericDate for this claim.
+func (c timeClaim) date(name string) (*jwt.NumericDate, error) {
+	switch c.kind {
+	case claimAbsent:
+		return nil, nil
+	case claimNumber:
+		if c.f == 0 {
+			return nil, nil
+		}
+		round, frac := math.Modf(c.f)
+		return jwt.NewNumericDate(time.Unix(int64(round), int64(frac*1e9))), nil
 	}
-	return time.Time{}
+	return nil, fmt.Errorf("%w: %s is invalid", jwt.ErrInvalidType, name)
 }
 
-// validate checks exp (required), nbf and iat at now as validate does the map:
-// with golang-jwt's Validator, on a map of these claims alone.
+// unix is the claim's time (its integer part) when it is a number, else the zero time.
+func (c timeClaim) unix() time.Time {
+	if c.kind != claimNumber {
+		return time.Time{}
+	}
+	return time.Unix(int64(c.f), 0)
+}
+
+func (tc *timeClaims) GetExpirationTime() (*jwt.NumericDate, error) { return tc.exp.date("exp") }
+func (tc *timeClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return tc.iat.date("iat") }
+func (tc *timeClaims) GetNotBefore() (*jwt.NumericDate, error)      { return tc.nbf.date("nbf") }
+func (tc *timeClaims) GetIssuer() (string, error)                   { return "", nil }
+func (tc *timeClaims) GetSubject() (string, error)                  { return "", nil }
+func (tc *timeClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
+
+// validate checks exp (required), nbf and iat at now as validate does the map.
 func (tc *timeClaims) validate(now time.Time) error {
 	pv := validators.Get().(*validator)
-	defer validators.Put(pv)
-	if pv.times == nil {
-		pv.times = make(jwt.MapClaims, 3)
-	}
-	m := pv.times
-	clear(m)
-	if tc.hasExp {
-		m["exp"] = tc.exp
-	}
-	if tc.hasIat {
-		m["iat"] = tc.iat
-	}
-	if tc.hasNbf {
-		m["nbf"] = tc.nbf
-	}
 	pv.now = now
-	return pv.v.Validate(m)
+	err := pv.v.Validate(tc)
+	validators.Put(pv)
+	return err
 }
 
 // scanClaims reads t.JSON as decodeClaims would, refusing exactly what it
@@ -156,10 +172,11 @@ func scanClaims(t *Token, times *timeClaims) error {
 }
 
 // memberName is a member's name from its raw JSON string, without a copy when
-// it has no escape (the caller only compares it).
+// it has no escape: the caller only compares it with ASCII names, which a name
+// with invalid UTF-8 (U+FFFD once decoded) never equals either way.
 func memberName(raw jsontext.Value) string {
 	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') >= 0 || !utf8.Valid(inner) {
+	if bytes.IndexByte(inner, '\\') >= 0 {
 		return claimName(raw)
 	}
 	return unsafe.String(unsafe.SliceData(inner), len(inner))
@@ -196,54 +213,60 @@ func scanMember(t *Token, times *timeClaims, d *jsontext.Decoder, name string) e
 	if err != nil {
 		return err
 	}
-	*str = t.stringAt(raw, d.InputOffset())
+	*str = t.stringAt(raw)
 	return nil
 }
 
-// stringAt is the string value raw, which ends at offset end of t.JSON: its
-// bytes in t.JSON when it has no escape and is valid UTF-8, else a copy as
-// jsontext unquotes it (invalid UTF-8 becomes U+FFFD).
-func (t *Token) stringAt(raw jsontext.Value, end int64) string {
+// stringAt is the string value raw, a slice of t.JSON (jsontext reads a
+// bytes.Buffer in place): its bytes in t.JSON when it has no escape and is
+// valid UTF-8, else a copy as jsontext unquotes it (invalid UTF-8 becomes
+// U+FFFD).
+func (t *Token) stringAt(raw jsontext.Value) string {
 	inner := raw[1 : len(raw)-1]
-	start := int(end) - len(raw) + 1
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) && start >= 0 && start+len(inner) <= len(t.JSON) &&
-		bytes.Equal(t.JSON[start:start+len(inner)], inner) {
-		if len(inner) == 0 {
-			return ""
-		}
-		return unsafe.String(&t.JSON[start], len(inner))
+	if len(inner) == 0 {
+		return ""
+	}
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) && within(inner, t.JSON) {
+		return unsafe.String(&inner[0], len(inner))
 	}
 	s, _ := jsontext.AppendUnquote(nil, raw)
 	return string(s)
 }
 
+// within reports whether b (not empty) lies inside buf.
+func within(b, buf []byte) bool {
+	if len(buf) == 0 {
+		return false
+	}
+	p, start := uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&buf[0]))
+	return p >= start && p+uintptr(len(b)) <= start+uintptr(len(buf))
+}
+
 // scanTime reads a time claim's value: a number as readJSON reads it (refused
 // out of float64's range), anything else recorded as present but not a number.
 func scanTime(times *timeClaims, d *jsontext.Decoder, name string) error {
-	var v any
-	isNumber := d.PeekKind() == '0'
-	if isNumber {
+	c := timeClaim{kind: claimOther}
+	if d.PeekKind() == '0' {
 		tok, err := d.ReadToken()
 		if err != nil {
 			return err
 		}
-		f, err := readNumber(tok)
-		if err != nil {
+		if c.f, err = readNumber(tok); err != nil {
 			return err
 		}
-		v = f
+		c.kind = claimNumber
 	} else if err := skipJSON(d); err != nil {
 		return err
 	}
 	switch name {
 	case "exp":
-		times.exp, times.hasExp = v, true
+		times.exp = c
 	case "iat":
-		times.iat, times.hasIat = v, true
+		times.iat = c
 	case "nbf":
-		times.nbf, times.hasNbf = v, true
+		times.nbf = c
 	case "expires_at":
-		times.expiresAt, times.hasExpiresAt = v, true
+		times.expiresAt = c
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func TestDecodeTokenFields(t *testing.T) {
 		if err != nil || !current {
 			t.Fatalf("%s: DecodeToken: current %v, %v", payload, current, err)
 		}
-		checkToken(t, got, want)
+		checkToken(t, &got, want)
 	}
 }
 
@@ -149,7 +149,7 @@ func FuzzDecodeTokenMatchesDecode(f *testing.F) {
 		if current != wantCurrent {
 			t.Fatalf("%q: current %v, want %v", payload, current, wantCurrent)
 		}
-		checkToken(t, got, want)
+		checkToken(t, &got, want)
 		if !strings.HasPrefix(strings.TrimLeft(string(got.JSON), " \t\r\n"), "{") {
 			t.Fatalf("%q: JSON is not the object", payload)
 		}
