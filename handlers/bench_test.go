@@ -232,6 +232,25 @@ func BenchmarkGuardCold(b *testing.B) {
 	runRequests(b, h, 0, func() { rl.sessions.cache.entries.Invalidate(key) }, benchRequest(c))
 }
 
+// BenchmarkGuardColdRules is BenchmarkGuardCold with the load benchmark's (c):
+// a require line and five header lines, so a cold request also decodes the
+// claims into a map, runs the session callback and the expressions, and keeps
+// the handler's view.
+func BenchmarkGuardColdRules(b *testing.B) {
+	rl := benchRealm(b, nil)
+	h := benchHandler(b, rl, &Handler{
+		Require: []callbacks.Condition{{Expr: `token.email.endsWith("@example.com")`}},
+		Headers: []HeaderConfig{
+			{Name: "X-Auth-Request-User", Expr: "token.sub"}, {Name: "X-Auth-Request-Email", Expr: "token.email"},
+			{Name: "X-Auth-Request-Name", Expr: "token.name"}, {Name: "X-Auth-Session-Email", Expr: "session.user.email"},
+			{Name: "X-Auth-Session-Expires", Expr: "session.expires"},
+		},
+	})
+	c := sessionCookie(b, rl, aliceClaims)
+	key := rl.sessions.cache.keyOf(c.Value)
+	runRequests(b, h, 0, func() { rl.sessions.cache.entries.Invalidate(key) }, benchRequest(c))
+}
+
 // benchToken is the token BenchmarkGuardCold decodes, with its parts.
 func benchToken(b *testing.B) (rl *realm, token string, parts []string) {
 	rl = benchRealm(b, nil)

@@ -258,6 +258,7 @@ func (h *Handler) view(st *sessionState, r *http.Request) *view {
 	if _, loaded := more.views.LoadOrStore(h, v); !loaded {
 		st.entry.grow(viewSize(v))
 	}
+	st.entry.settle()
 	return v
 }
 

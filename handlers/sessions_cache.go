@@ -117,9 +117,10 @@ type tokenEntry struct {
 	// size is the entry's estimated size in bytes (entrySize), which grows
 	// with the claims map, views and session result; cache and key, set when
 	// the entry is cached, let it be weighed again.
-	size  atomic.Uint32
-	cache *tokenCache
-	key   cacheKey
+	size      atomic.Uint32
+	unweighed atomic.Bool
+	cache     *tokenCache
+	key       cacheKey
 }
 
 // dbRecord is what a database session's entry knows of its stored session.
@@ -244,6 +245,7 @@ func (c *tokenCache) lookup(key cacheKey, now time.Time) *tokenEntry {
 		return nil
 	}
 	c.stats.lookup(true)
+	e.settle()
 	return e
 }
 
@@ -377,20 +379,32 @@ func (e *tokenEntry) placeholder(i int) any {
 	return nil
 }
 
-// grow adds n bytes to the entry's size and has the cache weigh it again.
+// grow adds n bytes to the entry's size. The cache weighs it again at settle:
+// a cold request can add several parts (the claims map, the session result,
+// a view), and each weighing is a write to the cache.
 func (e *tokenEntry) grow(n int) {
 	if n <= 0 {
 		return
 	}
 	e.size.Add(uint32(min(n, 1<<24)))
-	if c := e.cache; c != nil {
-		c.entries.ComputeIfPresent(e.key, func(old *tokenEntry) (*tokenEntry, otter.ComputeOp) {
-			if old != e {
-				return old, otter.CancelOp
-			}
-			return e, otter.WriteOp
-		})
+	if e.cache != nil {
+		e.unweighed.Store(true)
 	}
+}
+
+// settle has the cache weigh the entry again if it grew since it was weighed:
+// the guard calls it once its view is made, and a cache hit does too, so the
+// weight lags by one request at most.
+func (e *tokenEntry) settle() {
+	if !e.unweighed.Load() || !e.unweighed.CompareAndSwap(true, false) {
+		return
+	}
+	e.cache.entries.ComputeIfPresent(e.key, func(old *tokenEntry) (*tokenEntry, otter.ComputeOp) {
+		if old != e {
+			return old, otter.CancelOp
+		}
+		return e, otter.WriteOp
+	})
 }
 
 // numericTime reads a JWT NumericDate claim.

@@ -407,11 +407,19 @@ func TestTokenCacheEntryGrows(t *testing.T) {
 	}
 	claims := e.claimsMap()
 	c.entries.CleanUp()
+	if got := c.entries.WeightedSize(); got != before {
+		t.Fatalf("weighed again before settle: %d, was %d", got, before)
+	}
+	e.settle()
+	c.entries.CleanUp()
 	afterClaims := c.entries.WeightedSize()
 	if want := before + uint64(valueSize(claims)); afterClaims != want {
 		t.Fatalf("after decoding the claims the cache weighs %d, want %d", afterClaims, want)
 	}
 	e.extra()
+	if c.get("cookie", time.Now()) != e { // a hit settles the entry
+		t.Fatal("the entry is not cached")
+	}
 	c.entries.CleanUp()
 	if got := c.entries.WeightedSize(); got <= afterClaims {
 		t.Fatalf("after the entry's extra part the cache weighs %d, want more than %d", got, afterClaims)
