@@ -36,7 +36,7 @@ check:
 
 test: deps check
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./callbacks/ ./session/ ./providers/ ./store/... ./internal/... ./e2e/
+	$(GO) test -count=1 -race ./callbacks/ ./session/ ./handlers/ ./providers/ ./store/... ./internal/... ./e2e/
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./handlers/ ./session/ ./callbacks/ ./store/   # benchmarks still compile and run
 
 build:

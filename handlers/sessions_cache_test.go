@@ -425,3 +425,41 @@ func TestTokenCacheEntryGrows(t *testing.T) {
 		t.Fatalf("after the entry's extra part the cache weighs %d, want more than %d", got, afterClaims)
 	}
 }
+
+// Many requests with one new cookie at once, through a handler with rules: the
+// claims are decoded once, the extra part made once, the view kept once, and
+// the entry weighed with all of it (run with -race).
+func TestDecodedEntryConcurrent(t *testing.T) {
+	rl := benchRealm(t, nil)
+	h := benchHandler(t, rl, &Handler{
+		Require: []callbacks.Condition{{Expr: `token.email.endsWith("@example.com")`}},
+		Headers: []HeaderConfig{{Name: "X-Email", Expr: "session.user.email"}},
+	})
+	c := sessionCookie(t, rl, aliceClaims)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 20 {
+				w := &discard{h: http.Header{}}
+				r := benchRequest(c)
+				if err := h.ServeHTTP(w, r, noop); err != nil || w.status != 0 {
+					t.Errorf("status %d, err %v", w.status, err)
+					return
+				}
+				if got := r.Header.Get("X-Email"); got != "alice@example.com" {
+					t.Errorf("X-Email = %q", got)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	e := rl.sessions.cache.get(c.Value, time.Now())
+	if e == nil || e.claims == nil || e.more.Load() == nil {
+		t.Fatalf("entry %v: want it cached with its claims and extra part", e)
+	}
+	rl.sessions.cache.entries.CleanUp()
+	if w := rl.sessions.cache.entries.WeightedSize(); w != uint64(e.size.Load()) || int(w) <= sizeEntry+valueSize(e.claims) {
+		t.Fatalf("the cache weighs %d, the entry's size is %d", w, e.size.Load())
+	}
+}
