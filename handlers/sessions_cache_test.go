@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/authgate/caddy-authgate/callbacks"
 )
 
@@ -461,5 +463,26 @@ func TestDecodedEntryConcurrent(t *testing.T) {
 	rl.sessions.cache.entries.CleanUp()
 	if w := rl.sessions.cache.entries.WeightedSize(); w != uint64(e.size.Load()) || int(w) <= sizeEntry+valueSize(e.claims) {
 		t.Fatalf("the cache weighs %d, the entry's size is %d", w, e.size.Load())
+	}
+}
+
+// Caddy's access log reads {http.auth.user.id} after the handler has returned;
+// the placeholders come from the request's session, absent claims empty.
+func TestUserPlaceholders(t *testing.T) {
+	rl := benchRealm(t, nil)
+	h := benchHandler(t, rl, &Handler{})
+	r := benchRequest(sessionCookie(t, rl, map[string]any{"sub": "alice", "email": "alice@example.com"}))
+	w := &discard{h: http.Header{}}
+	if err := h.ServeHTTP(w, r, noop); err != nil || w.status != 0 {
+		t.Fatalf("status %d, err %v", w.status, err)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	for key, want := range map[string]string{"http.auth.user.id": "alice", "http.auth.user.email": "alice@example.com", "http.auth.user.name": ""} {
+		if got, ok := repl.GetString(key); !ok || got != want {
+			t.Errorf("%s = %q (%v), want %q", key, got, ok, want)
+		}
+	}
+	if _, ok := repl.Get("http.auth.user.other"); ok {
+		t.Error("http.auth.user.other is answered")
 	}
 }
