@@ -270,11 +270,7 @@ var (
 func (h *Handler) computeView(st *sessionState, r *http.Request) *view {
 	v := &view{allowed: true}
 	if len(h.headers) == 0 {
-		for i, name := range defaultHeaderNames {
-			if val := st.entryDefault(i); val != nil {
-				v.headers = append(v.headers, headerValue{name: name, value: val})
-			}
-		}
+		v.headers = st.defaultHeaders()
 		if len(h.require) == 0 {
 			return v
 		}

@@ -460,15 +460,13 @@ func (st *sessionState) claims() map[string]any {
 	return st.token
 }
 
-// entryDefault is the i-th default header value (sub, email, name), or nil.
-func (st *sessionState) entryDefault(i int) []string {
+// defaultHeaders are the session's default identity headers (sub, email,
+// name), shared: nothing may modify them.
+func (st *sessionState) defaultHeaders() []headerValue {
 	if st.entry != nil {
-		return st.entry.defaults(i)
+		return st.entry.defaultView.headers
 	}
-	if v, ok := st.token[defaultHeaderClaims[i]].(string); ok && v != "" {
-		return []string{headerSafe(v)}
-	}
-	return nil
+	return newTokenEntry(st.token).defaultView.headers
 }
 
 // session is the session callback's result for this request: computed once per

@@ -176,16 +176,6 @@ func (e *tokenEntry) user() map[string]any {
 	return e.db.user
 }
 
-// defaults is the i-th default header's value (sub, email, name), or nil.
-func (e *tokenEntry) defaults(i int) []string {
-	for _, h := range e.defaultView.headers {
-		if h.name == defaultHeaderNames[i] {
-			return h.value
-		}
-	}
-	return nil
-}
-
 // view is what one handler derived from a token: whether it may pass and the
 // headers it sets.
 type view struct {

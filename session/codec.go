@@ -172,7 +172,7 @@ func (c *Codec) decodeKey(token string, now time.Time, fast bool) (claims map[st
 	if err != nil {
 		return nil, false, err
 	}
-	if err := validate(claims, now); err != nil {
+	if err := validate(jwt.MapClaims(claims), now); err != nil {
 		return nil, false, fmt.Errorf("invalid session token: %w", err)
 	}
 	return claims, keyIndex == 0, nil
@@ -223,11 +223,12 @@ var validators = sync.Pool{New: func() any {
 	return pv
 }}
 
-// validate checks exp (required), nbf and iat at now with Auth.js's leeway.
-func validate(claims map[string]any, now time.Time) error {
+// validate checks exp (required), nbf and iat at now with Auth.js's leeway:
+// of a decoded map (jwt.MapClaims) or of DecodeToken's timeClaims.
+func validate(claims jwt.Claims, now time.Time) error {
 	pv := validators.Get().(*validator)
 	pv.now = now
-	err := pv.v.Validate(jwt.MapClaims(claims))
+	err := pv.v.Validate(claims)
 	validators.Put(pv)
 	return err
 }

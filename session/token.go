@@ -69,7 +69,7 @@ func (c *Codec) DecodeToken(token string, now time.Time) (t Token, current bool,
 	if err := scanClaims(&t, &times); err != nil {
 		return Token{}, false, err
 	}
-	if err := times.validate(now); err != nil {
+	if err := validate(&times, now); err != nil {
 		return Token{}, false, fmt.Errorf("invalid session token: %w", err)
 	}
 	t.Exp, t.Iat, t.ExpiresAt = times.exp.unix(), times.iat.unix(), times.expiresAt.unix()
@@ -125,15 +125,6 @@ func (tc *timeClaims) GetNotBefore() (*jwt.NumericDate, error)      { return tc.
 func (tc *timeClaims) GetIssuer() (string, error)                   { return "", nil }
 func (tc *timeClaims) GetSubject() (string, error)                  { return "", nil }
 func (tc *timeClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
-
-// validate checks exp (required), nbf and iat at now as validate does the map.
-func (tc *timeClaims) validate(now time.Time) error {
-	pv := validators.Get().(*validator)
-	pv.now = now
-	err := pv.v.Validate(tc)
-	validators.Put(pv)
-	return err
-}
 
 // scanClaims reads t.JSON as decodeClaims would, refusing exactly what it
 // refuses, and fills t's fields and times.
@@ -199,8 +190,14 @@ func scanMember(t *Token, times *timeClaims, d *jsontext.Decoder, name string) e
 		str, bit = &t.Jti, ClaimJti
 	case "error":
 		str, bit = &t.Error, ClaimError
-	case "exp", "iat", "nbf", "expires_at":
-		return scanTime(times, d, name)
+	case "exp":
+		return scanTime(&times.exp, d)
+	case "iat":
+		return scanTime(&times.iat, d)
+	case "nbf":
+		return scanTime(&times.nbf, d)
+	case "expires_at":
+		return scanTime(&times.expiresAt, d)
 	}
 	if str == nil {
 		return skipJSON(d)
@@ -244,8 +241,8 @@ func within(b, buf []byte) bool {
 
 // scanTime reads a time claim's value: a number as readJSON reads it (refused
 // out of float64's range), anything else recorded as present but not a number.
-func scanTime(times *timeClaims, d *jsontext.Decoder, name string) error {
-	c := timeClaim{kind: claimOther}
+func scanTime(c *timeClaim, d *jsontext.Decoder) error {
+	*c = timeClaim{kind: claimOther}
 	if d.PeekKind() == '0' {
 		tok, err := d.ReadToken()
 		if err != nil {
@@ -255,20 +252,9 @@ func scanTime(times *timeClaims, d *jsontext.Decoder, name string) error {
 			return err
 		}
 		c.kind = claimNumber
-	} else if err := skipJSON(d); err != nil {
-		return err
+		return nil
 	}
-	switch name {
-	case "exp":
-		times.exp = c
-	case "iat":
-		times.iat = c
-	case "nbf":
-		times.nbf = c
-	case "expires_at":
-		times.expiresAt = c
-	}
-	return nil
+	return skipJSON(d)
 }
 
 // readNumber is a number token's value, refused out of float64's range as
