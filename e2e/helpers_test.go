@@ -88,6 +88,25 @@ func waitForLog(t *testing.T, c *testcaddy.Server, parts ...string) {
 	})
 }
 
+// waitServedAfterReload waits until a GET of url, without cookies, answers
+// status: the old config's server closes its connections as it shuts down, so
+// a request just after a reload may meet a closed connection.
+func waitServedAfterReload(t *testing.T, url string, status int) {
+	t.Helper()
+	testsite.Eventually(t, 10*time.Second, "a request served after the reload", func() error {
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
 // ---- the browser ----
 
 // browser is an HTTP client with a cookie jar that does not follow redirects,

@@ -168,20 +168,7 @@ func TestMetrics(t *testing.T) {
 	// A reload registers the metrics in the new config's registry: no
 	// duplicate registration, the series are served and count again.
 	c.Reload(t, cfg, true)
-	// The old config's server closes its connections as it shuts down: wait
-	// for one request to reach the new one.
-	testsite.Eventually(t, 10*time.Second, "a request served after the reload", func() error {
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		resp, err := http.Get(base + "/app")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	waitServedAfterReload(t, base+"/app", http.StatusUnauthorized)
 	m = scrape(t, c)
 	if n := metric(t, m, "caddy_authgate_requests_total", "realm=default", "decision=unauthenticated"); n < 1 {
 		t.Errorf("after the reload: requests_total{decision=unauthenticated} = %v, want the new config's count", n)

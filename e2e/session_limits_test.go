@@ -189,6 +189,7 @@ func TestReloadKeepsState(t *testing.T) {
 
 			c.Reload(t, config(""), true)
 			c.Reload(t, config("\t\tbase_path /.auth\n"), false)
+			waitServedAfterReload(t, base+"/app", http.StatusUnauthorized)
 
 			thief := newBrowser(t)
 			thief.setCookie(base, sessionCookie, stolen)

@@ -5,7 +5,6 @@ package testcaddy
 
 import (
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,12 +116,6 @@ func (s *Server) Reload(t testing.TB, caddyfile string, force bool) {
 	t.Helper()
 	if err := caddy.Load(s.config(t, caddyfile), force); err != nil {
 		t.Fatalf("reloading Caddy: %v", err)
-	}
-	// The old servers close their idle keep-alive connections as they stop; a
-	// client that picks one of them just then reads a reset (a browser would
-	// retry). The tests' clients share http.DefaultTransport: start afresh.
-	if tr, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr.CloseIdleConnections()
 	}
 }
 
