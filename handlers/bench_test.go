@@ -292,6 +292,48 @@ func BenchmarkCryptoFloor(b *testing.B) {
 	}
 }
 
+// BenchmarkGuardColdParts times, one by one, what a cold request does beyond a
+// warm one (BenchmarkGuardValid) on BenchmarkGuardCold's token: decode it
+// (open, claims, times), make its entry, and cache it (with the harness's
+// Invalidate, as runCold). GuardCold is about GuardValid plus these parts; what
+// is left over is the cost of running them together (caches, the collector).
+func BenchmarkGuardColdParts(b *testing.B) {
+	rl, token, _ := benchToken(b)
+	codec, now := rl.sessions.codecs[0], time.Now()
+	t, _, err := codec.DecodeToken(token, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := codec.DecodeToken(token, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("entry", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if e := newDecodedEntry(&t); e.sid == "" {
+				b.Fatal("an entry without its session id")
+			}
+		}
+	})
+	b.Run("store", func(b *testing.B) {
+		cache, e := rl.sessions.cache, newDecodedEntry(&t)
+		key := cache.keyOf(token)
+		b.ReportAllocs()
+		for b.Loop() {
+			cache.entries.Invalidate(key)
+			cache.store(key, e, now)
+		}
+		if cache.lookup(key, now) != e {
+			b.Fatal("the entry is not cached")
+		}
+	})
+}
+
 // BenchmarkDecodeForgedTag decodes a token whose header is authgate's and whose
 // tag is wrong: refused after the HMAC, with no decryption.
 func BenchmarkDecodeForgedTag(b *testing.B) {

@@ -56,6 +56,22 @@ func TestTokenCacheBound(t *testing.T) {
 	}
 }
 
+// A write's maintenance runs before the write returns (runNow): the cache is
+// within its bound after every put, with no CleanUp (otter's default executor
+// started a goroutine per write, and the cache overshot its bound until that
+// goroutine ran).
+func TestTokenCacheMaintainsOnWrite(t *testing.T) {
+	now := time.Now()
+	one := int64(entrySize(cacheTestEntry(0, now.Add(time.Hour))))
+	c := newTokenCache(100 * one)
+	for i := range 5000 {
+		c.put(cacheTestCookie("w", i), cacheTestEntry(i, now.Add(time.Hour)), now)
+		if n := c.entries.EstimatedSize(); n > 100 {
+			t.Fatalf("after %d puts the cache holds %d entries, bound 100", i+1, n)
+		}
+	}
+}
+
 // An entry is not served past its token's expiry, nor past cacheUntil (database
 // sessions), and an entry already dead is not kept.
 func TestTokenCacheExpiry(t *testing.T) {
