@@ -202,8 +202,8 @@ const defaultTokenCacheSize = 64 << 20
 // session is one write (and a renewal two), so under load with many sessions
 // that was a goroutine, and a wake-up of another core, per request. Run here it
 // costs the writer its own maintenance and no hand-over; otter keeps one drain
-// at a time (a try-lock), so concurrent writers do not queue behind it. Paired
-// with the default in one run: BenchmarkGuardCold 11.1 → 10.4 µs (BENCH.md).
+// at a time (a try-lock), so concurrent writers do not queue behind it.
+// BenchmarkGuardCold, paired with the default: −6 % (BENCH.md, third pass).
 func runNow(f func()) { f() }
 
 // newTokenCache makes a token cache holding at most maxBytes (estimated; see
