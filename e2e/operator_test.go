@@ -268,14 +268,15 @@ func wantEvents(t *testing.T, want ...recordedEvent) []recordedEvent {
 func TestEvents(t *testing.T) {
 	port := testcaddy.FreePort(t)
 	base := origin(port)
-	idp := storeIDP(t, base, "oidc")
+	idp := storeIDP(t, base, "oidc", "linked")
 	up := testsite.NewUpstream(t, testsite.OK)
+	linked := strings.Replace(oidcProvider("linked", idp.Issuer), "\t\t}\n", "\t\t\tallow_email_linking\n\t\t}\n", 1)
 	var events strings.Builder
 	for _, name := range []string{"sign_in", "sign_out", "create_user", "link_account", "update_session", "sign_in_failed"} {
 		fmt.Fprintf(&events, "\t\ton %s authgate_test_recorder\n", name)
 	}
 	c := testcaddy.Start(t, globalOptions("\tevents {\n"+events.String()+"\t}\n", "\t\turl "+base+"\n"+
-		testsite.CredentialsProvider(testsite.UsersFile(t, aliceUser))+oidcProvider("oidc", idp.Issuer)+emailProvider("", "log")+`
+		testsite.CredentialsProvider(testsite.UsersFile(t, aliceUser))+oidcProvider("oidc", idp.Issuer)+linked+emailProvider("", "log")+`
 		callbacks {
 			sign_in {
 				allow domain example.com
@@ -318,6 +319,23 @@ func TestEvents(t *testing.T) {
 	wantStatus(t, ob.signInOIDC(base, "oidc", base+"/", "bob"), http.StatusFound)
 	wantEvents(t, recordedEvent{Name: "sign_in", Data: map[string]any{"provider": "oidc", "user_id": sub, "email": "bob@example.com", "is_new_user": false}})
 
+	// Another provider with allow_email_linking links its account to bob, the
+	// user with the address: link_account, and no new user.
+	lb := newBrowser(t)
+	r = lb.signInOIDC(base, "linked", base+"/", "bob")
+	wantStatus(t, r, http.StatusFound)
+	if got := wantStoredUserID(t, sessionClaims(t, r)); got != sub {
+		t.Fatalf("the linked sign-in is user %s, want bob's %s", got, sub)
+	}
+	all = append(all, wantEvents(t,
+		recordedEvent{Name: "link_account", Data: map[string]any{"provider": "linked", "user_id": sub}},
+		recordedEvent{Name: "sign_in", Data: map[string]any{"provider": "linked", "user_id": sub, "email": "bob@example.com", "is_new_user": false}},
+	)...)
+	wantStatus(t, lb.signOut(base), http.StatusFound)
+	takeEvents()
+	wantStatus(t, lb.signInOIDC(base, "linked", base+"/", "bob"), http.StatusFound)
+	wantEvents(t, recordedEvent{Name: "sign_in", Data: map[string]any{"provider": "linked", "user_id": sub, "email": "bob@example.com", "is_new_user": false}})
+
 	// An email link: a new user, no account to link; an address sign_in
 	// refuses never gets a link.
 	eb := newBrowser(t)
@@ -341,7 +359,7 @@ func TestEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{aliceUser.Password, "wrong password", token, testSecret, "oidc-client-secret", "eyJ"} {
+	for _, secret := range []string{aliceUser.Password, "wrong password", token, testSecret, "oidc-client-secret", "linked-client-secret", "eyJ"} {
 		if secret != "" && strings.Contains(string(raw), secret) {
 			t.Errorf("an event carries %q: %s", secret, raw)
 		}

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authgate/caddy-authgate/providers"
+	"github.com/authgate/caddy-authgate/store"
 )
 
 // Event names, as Auth.js names its events, in snake_case.
@@ -39,20 +40,21 @@ func (e *emitter) emit(name string, data map[string]any) {
 }
 
 // signedIn reports a successful sign-in of id, whose token is claims: the
-// counter, sign_in and, when the sign-in created the user, create_user and (for
-// OAuth and OIDC, whose account was linked to the new user) link_account.
-func (rl *realm) signedIn(id *providers.Identity, claims map[string]any, isNew bool) {
+// counter, sign_in, create_user when the sign-in created the user, and
+// link_account when it linked its account (OAuth, OIDC) to the user: a new one,
+// or with allow_email_linking the one with its address, as Auth.js's
+// linkAccount event.
+func (rl *realm) signedIn(id *providers.Identity, claims map[string]any, res store.Resolution) {
 	provider, _ := id.Account["provider"].(string)
-	typ, _ := id.Account["type"].(string)
 	rl.metrics.signIn(provider, "")
 	userID, email := claims["sub"], claims["email"]
-	if isNew {
+	if res.Created {
 		rl.events.emit(eventCreateUser, map[string]any{"user_id": userID, "email": email})
-		if typ != providers.TypeEmail && typ != providers.TypeCredentials {
-			rl.events.emit(eventLinkAccount, map[string]any{"provider": provider, "user_id": userID})
-		}
 	}
-	rl.events.emit(eventSignIn, map[string]any{"provider": provider, "user_id": userID, "email": email, "is_new_user": isNew})
+	if res.Linked {
+		rl.events.emit(eventLinkAccount, map[string]any{"provider": provider, "user_id": userID})
+	}
+	rl.events.emit(eventSignIn, map[string]any{"provider": provider, "user_id": userID, "email": email, "is_new_user": res.Created})
 }
 
 // signInFailed reports a refused or failed sign-in through provider (its id,

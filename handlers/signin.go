@@ -276,7 +276,8 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	}, prov) {
 		return
 	}
-	user, isNew, err := rl.resolveUser(r, id)
+	user, res, err := rl.resolveUser(r, id)
+	isNew := res.Created
 	if errors.Is(err, store.ErrAccountNotLinked) {
 		rl.fail(w, r, errAccountNotLinked, err, prov)
 		return
@@ -307,7 +308,7 @@ func (rl *realm) finishSignIn(w http.ResponseWriter, r *http.Request, id *provid
 	}
 	rl.rememberProviderSession(r.Context(), claims)
 	rl.logger.Info("signed in", prov, zap.Any("user_id", claims["sub"]))
-	rl.signedIn(id, claims, isNew)
+	rl.signedIn(id, claims, res)
 	http.Redirect(w, r, rl.pages.afterSignIn(rl.callbackURL(r, callbackURL), isNew), http.StatusFound)
 }
 
@@ -368,10 +369,10 @@ func (rl *realm) knownUser(r *http.Request, id *providers.Identity) map[string]a
 // belongs to, so the user keeps one id (the token's sub) across sign-ins and
 // providers. Credentials sign-ins are the credentials check's own users, as in
 // Auth.js, and do not touch the store.
-func (rl *realm) resolveUser(r *http.Request, id *providers.Identity) (map[string]any, bool, error) {
+func (rl *realm) resolveUser(r *http.Request, id *providers.Identity) (map[string]any, store.Resolution, error) {
 	typ, _ := id.Account["type"].(string)
 	if typ == providers.TypeCredentials {
-		return id.User, false, nil
+		return id.User, store.Resolution{}, nil
 	}
 	provider, _ := id.Account["provider"].(string)
 	accountID, _ := id.Account["provider_account_id"].(string)
@@ -382,15 +383,15 @@ func (rl *realm) resolveUser(r *http.Request, id *providers.Identity) (map[strin
 	name, _ := id.User["name"].(string)
 	email, _ := id.User["email"].(string)
 	image, _ := id.User["image"].(string)
-	u, isNew, err := store.ResolveUser(r.Context(), rl.sessions.store, store.SignIn{
+	u, res, err := store.ResolveUser(r.Context(), rl.sessions.store, store.SignIn{
 		Provider: provider, ProviderAccountID: accountID, Type: typ,
 		Name: name, Email: email, Image: image,
 		EmailVerified: typ == providers.TypeEmail, AllowEmailLinking: linking,
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, store.Resolution{}, err
 	}
-	return storeUserMap(u), isNew, nil
+	return storeUserMap(u), res, nil
 }
 
 func (rl *realm) csrfFailed(w http.ResponseWriter, r *http.Request) {

@@ -47,8 +47,17 @@ const linkGrace = 2 * time.Second
 // errRaced means another sign-in changed what ResolveUser had read: start over.
 var errRaced = errors.New("a concurrent sign-in changed the user")
 
-// ResolveUser returns the user a sign-in is for, and whether it was created
-// now, as Auth.js's adapter flow does:
+// Resolution says what ResolveUser did to find a sign-in's user.
+type Resolution struct {
+	// Created: the user is new (Auth.js's isNewUser).
+	Created bool
+	// Linked: this sign-in linked its account to the user, a new one or (with
+	// AllowEmailLinking) the one with its address (Auth.js's linkAccount event).
+	Linked bool
+}
+
+// ResolveUser returns the user a sign-in is for, and what it did to find it, as
+// Auth.js's adapter flow does:
 //
 //   - the email provider (Type "email") resolves by address alone: the user
 //     with the (lowercased) address, else a new one; it links no account;
@@ -64,27 +73,27 @@ var errRaced = errors.New("a concurrent sign-in changed the user")
 // UserDeleter. Because a user the winner created but has not linked yet
 // looks like another person's, a user with the address created in the last
 // two seconds gets ErrAccountNotLinked only after up to ~0.7s of retries.
-func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, err error) {
+func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, res Resolution, err error) {
 	in.Email = lowerEmail(in.Email)
 	if in.Type == "email" && in.Email == "" {
-		return User{}, false, errors.New("store: an email sign-in needs an email address")
+		return User{}, Resolution{}, errors.New("store: an email sign-in needs an email address")
 	}
 	if in.Type != "email" && (in.Provider == "" || in.ProviderAccountID == "") {
-		return User{}, false, errors.New("store: a sign-in needs a provider and a provider account id")
+		return User{}, Resolution{}, errors.New("store: a sign-in needs a provider and a provider account id")
 	}
 	wait := time.Millisecond
 	for try := 1; ; try++ {
-		u, isNew, err = resolveOnce(ctx, s, in, try < resolveTries)
+		u, res, err = resolveOnce(ctx, s, in, try < resolveTries)
 		if !errors.Is(err, errRaced) {
-			return u, isNew, err
+			return u, res, err
 		}
 		if try == resolveTries {
-			return User{}, false, fmt.Errorf("store: resolving the user of %s account %q: gave up after %d tries: %w",
+			return User{}, Resolution{}, fmt.Errorf("store: resolving the user of %s account %q: gave up after %d tries: %w",
 				in.Provider, in.ProviderAccountID, try, err)
 		}
 		select {
 		case <-ctx.Done():
-			return User{}, false, ctx.Err()
+			return User{}, Resolution{}, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 50*time.Millisecond)
@@ -94,15 +103,15 @@ func ResolveUser(ctx context.Context, s Store, in SignIn) (u User, isNew bool, e
 // resolveOnce is one attempt of ResolveUser. mayRetry allows it to answer
 // errRaced rather than ErrAccountNotLinked for a brand-new user with the
 // address but without the account.
-func resolveOnce(ctx context.Context, s Store, in SignIn, mayRetry bool) (User, bool, error) {
+func resolveOnce(ctx context.Context, s Store, in SignIn, mayRetry bool) (User, Resolution, error) {
 	if in.Type != "email" {
 		u, err := s.GetUserByAccount(ctx, in.Provider, in.ProviderAccountID)
 		if err == nil {
 			u, err = markVerified(ctx, s, u, in)
-			return u, false, err
+			return u, Resolution{}, err
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return User{}, false, err
+			return User{}, Resolution{}, err
 		}
 	}
 
@@ -111,19 +120,21 @@ func resolveOnce(ctx context.Context, s Store, in SignIn, mayRetry bool) (User, 
 		switch {
 		case err == nil && in.Type != "email" && !in.AllowEmailLinking:
 			if mayRetry && time.Since(u.Created) < linkGrace {
-				return User{}, false, errRaced
+				return User{}, Resolution{}, errRaced
 			}
-			return User{}, false, ErrAccountNotLinked
+			return User{}, Resolution{}, ErrAccountNotLinked
 		case err == nil:
+			var res Resolution
 			if in.Type != "email" {
 				if err := link(ctx, s, u.ID, in); err != nil {
-					return User{}, false, err
+					return User{}, Resolution{}, err
 				}
+				res.Linked = true
 			}
 			u, err = markVerified(ctx, s, u, in)
-			return u, false, err
+			return u, res, err
 		case !errors.Is(err, ErrNotFound):
-			return User{}, false, err
+			return User{}, Resolution{}, err
 		}
 	}
 
@@ -133,27 +144,35 @@ func resolveOnce(ctx context.Context, s Store, in SignIn, mayRetry bool) (User, 
 	}
 	u, err := s.CreateUser(ctx, nu)
 	if errors.Is(err, ErrConflict) {
-		return User{}, false, errRaced // a concurrent sign-in created a user with this address
+		return User{}, Resolution{}, errRaced // a concurrent sign-in created a user with this address
 	}
-	if err != nil || in.Type == "email" {
-		return u, err == nil, err
+	if err != nil {
+		return User{}, Resolution{}, err
+	}
+	if in.Type == "email" {
+		return u, Resolution{Created: true}, nil
 	}
 	err = link(ctx, s, u.ID, in)
+	if err == nil {
+		return u, Resolution{Created: true, Linked: true}, nil
+	}
 	if !errors.Is(err, errRaced) {
-		return u, err == nil, err
+		return u, Resolution{}, err
 	}
 	winner, err := s.GetUserByAccount(ctx, in.Provider, in.ProviderAccountID)
 	if err == nil && winner.ID == u.ID {
-		return u, true, nil // a concurrent sign-in linked the account to this new user by its address
+		// A concurrent sign-in linked the account to this new user by its
+		// address: it reports the link.
+		return u, Resolution{Created: true}, nil
 	}
 	if d, ok := s.(UserDeleter); ok {
 		// Best effort: if this fails, the user is an orphan nobody can sign in as.
 		_ = d.DeleteUser(ctx, u.ID)
 	}
 	if err != nil {
-		return User{}, false, errRaced
+		return User{}, Resolution{}, errRaced
 	}
-	return winner, false, nil
+	return winner, Resolution{}, nil
 }
 
 // link links in's account to the user; errRaced when it is linked already.

@@ -685,36 +685,36 @@ var limitTests = map[string]func(*testing.T, store.Store){
 	},
 }
 
-func resolve(t *testing.T, s store.Store, in store.SignIn) (store.User, bool) {
+func resolve(t *testing.T, s store.Store, in store.SignIn) (store.User, store.Resolution) {
 	t.Helper()
-	u, isNew, err := store.ResolveUser(ctx, s, in)
+	u, res, err := store.ResolveUser(ctx, s, in)
 	ok(t, err)
-	return u, isNew
+	return u, res
 }
 
 var github = store.SignIn{Provider: "github", ProviderAccountID: "42", Type: "oauth", Name: "Ann", Email: "Ann@Example.com", Image: "https://img/ann"}
 
 var resolveTests = map[string]func(*testing.T, store.Store){
 	"NewThenStable": func(t *testing.T, s store.Store) {
-		u, isNew := resolve(t, s, github)
-		if !isNew || u.ID == "" || u.Name != "Ann" || u.Email != "ann@example.com" || u.Image != "https://img/ann" || !u.EmailVerified.IsZero() {
-			t.Fatalf("first sign-in: %+v, isNew %v", u, isNew)
+		u, res := resolve(t, s, github)
+		if res != (store.Resolution{Created: true, Linked: true}) || u.ID == "" || u.Name != "Ann" || u.Email != "ann@example.com" || u.Image != "https://img/ann" || !u.EmailVerified.IsZero() {
+			t.Fatalf("first sign-in: %+v, %+v (want created and linked)", u, res)
 		}
 		again := github
 		again.Name, again.Image = "Ann B.", "https://img/new"
-		u2, isNew := resolve(t, s, again)
-		if isNew {
-			t.Fatal("second sign-in is new")
+		u2, res := resolve(t, s, again)
+		if res != (store.Resolution{}) {
+			t.Fatalf("second sign-in: %+v, want neither created nor linked", res)
 		}
 		sameUser(t, "second sign-in (the stored user, not refreshed)", u2, u)
 		sameUser(t, "GetUserByAccount", must[store.User](t)(s.GetUserByAccount(ctx, "github", "42")), u)
 	},
 	"WithoutEmail": func(t *testing.T, s store.Store) {
 		in := store.SignIn{Provider: "github", ProviderAccountID: "42", Type: "oauth", Name: "Ann"}
-		u, isNew := resolve(t, s, in)
-		u2, isNew2 := resolve(t, s, in)
-		if !isNew || isNew2 || u.ID != u2.ID || u.Email != "" {
-			t.Fatalf("got %+v (new %v), %+v (new %v)", u, isNew, u2, isNew2)
+		u, res := resolve(t, s, in)
+		u2, res2 := resolve(t, s, in)
+		if !res.Created || res2.Created || u.ID != u2.ID || u.Email != "" {
+			t.Fatalf("got %+v (%+v), %+v (%+v)", u, res, u2, res2)
 		}
 	},
 	"OAuthAccountNotLinked": func(t *testing.T, s store.Store) {
@@ -728,9 +728,12 @@ var resolveTests = map[string]func(*testing.T, store.Store){
 	"AllowEmailLinking": func(t *testing.T, s store.Store) {
 		u, _ := resolve(t, s, github)
 		google := store.SignIn{Provider: "google", ProviderAccountID: "g-1", Type: "oidc", Email: "ANN@example.com", AllowEmailLinking: true}
-		u2, isNew := resolve(t, s, google)
-		if isNew || u2.ID != u.ID {
-			t.Fatalf("linked sign-in: %+v (new %v), want user %s", u2, isNew, u.ID)
+		u2, res := resolve(t, s, google)
+		if res != (store.Resolution{Linked: true}) || u2.ID != u.ID {
+			t.Fatalf("linked sign-in: %+v (%+v), want user %s, linked, not created", u2, res, u.ID)
+		}
+		if _, res := resolve(t, s, google); res != (store.Resolution{}) {
+			t.Fatalf("second linked sign-in: %+v, want neither created nor linked", res)
 		}
 		sameUser(t, "GetUserByAccount(google)", must[store.User](t)(s.GetUserByAccount(ctx, "google", "g-1")), u)
 	},
@@ -738,21 +741,21 @@ var resolveTests = map[string]func(*testing.T, store.Store){
 		u, _ := resolve(t, s, github)
 		email := store.SignIn{Provider: "email", ProviderAccountID: "ann@example.com", Type: "email", Email: "ann@EXAMPLE.com", EmailVerified: true}
 		before := time.Now()
-		u2, isNew := resolve(t, s, email)
-		if isNew || u2.ID != u.ID || u2.EmailVerified.Before(before) {
-			t.Fatalf("email sign-in: %+v (new %v), want user %s with EmailVerified set", u2, isNew, u.ID)
+		u2, res := resolve(t, s, email)
+		if res != (store.Resolution{}) || u2.ID != u.ID || u2.EmailVerified.Before(before) {
+			t.Fatalf("email sign-in: %+v (%+v), want user %s with EmailVerified set, nothing linked", u2, res, u.ID)
 		}
 		sameUser(t, "GetUser", must[store.User](t)(s.GetUser(ctx, u.ID)), u2)
 	},
 	"EmailProviderCreates": func(t *testing.T, s store.Store) {
 		email := store.SignIn{Provider: "email", Type: "email", Email: "bob@example.com", EmailVerified: true}
-		u, isNew := resolve(t, s, email)
-		if !isNew || u.Email != "bob@example.com" || u.EmailVerified.IsZero() {
-			t.Fatalf("first email sign-in: %+v (new %v)", u, isNew)
+		u, res := resolve(t, s, email)
+		if res != (store.Resolution{Created: true}) || u.Email != "bob@example.com" || u.EmailVerified.IsZero() {
+			t.Fatalf("first email sign-in: %+v (%+v), want created, nothing linked", u, res)
 		}
-		u2, isNew := resolve(t, s, email)
-		if isNew || u2.ID != u.ID {
-			t.Fatalf("second email sign-in: %+v (new %v)", u2, isNew)
+		u2, res := resolve(t, s, email)
+		if res.Created || u2.ID != u.ID {
+			t.Fatalf("second email sign-in: %+v (%+v)", u2, res)
 		}
 		// A later OAuth sign-in with the address is not linked silently.
 		bobGitHub := github
@@ -785,19 +788,20 @@ var resolveTests = map[string]func(*testing.T, store.Store){
 }
 
 // concurrentFirstSignIns signs in 10 times at once and checks that exactly
-// one sign-in created the user they all got.
+// one sign-in created the user they all got, and (an account sign-in) that
+// exactly one linked the account.
 func concurrentFirstSignIns(t *testing.T, s store.Store, in store.SignIn) {
 	t.Helper()
 	const n = 10
 	users := make([]store.User, n)
-	isNew := make([]bool, n)
+	res := make([]store.Resolution, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
 			<-start
 			var err error
-			users[i], isNew[i], err = store.ResolveUser(ctx, s, in)
+			users[i], res[i], err = store.ResolveUser(ctx, s, in)
 			if err != nil {
 				t.Errorf("sign-in %d: %v", i, err)
 			}
@@ -808,17 +812,23 @@ func concurrentFirstSignIns(t *testing.T, s store.Store, in store.SignIn) {
 	if t.Failed() {
 		return
 	}
-	created := 0
+	created, linked := 0, 0
 	for i := range n {
 		if users[i].ID != users[0].ID {
 			t.Fatalf("sign-in %d got user %s, sign-in 0 got %s", i, users[i].ID, users[0].ID)
 		}
-		if isNew[i] {
+		if res[i].Created {
 			created++
+		}
+		if res[i].Linked {
+			linked++
 		}
 	}
 	if created != 1 {
 		t.Fatalf("%d of %d sign-ins report a new user, want 1", created, n)
+	}
+	if want := map[bool]int{true: 0, false: 1}[in.Type == "email"]; linked != want {
+		t.Fatalf("%d of %d sign-ins report linking the account, want %d", linked, n, want)
 	}
 	if _, err := s.GetUser(ctx, users[0].ID); err != nil {
 		t.Fatalf("GetUser(%s): %v", users[0].ID, err)
