@@ -108,9 +108,18 @@ func TestCredentialsSignIn(t *testing.T) {
 	b2 := newBrowser(t)
 	wantLocation(t, b2.signInCredentials(base, base+"/", "bob", bobUser.Password), base+"/")
 	wantStatus(t, b2.navigate(base+"/b"), http.StatusOK)
-	wantAuthHeaders(t, up.Last(t), map[string]string{
+	bobHeaders := map[string]string{
 		"x-auth-request-user": "bob", "x-auth-request-email": "bob@example.com", "x-auth-request-name": "Bob Example",
-	})
+	}
+	wantAuthHeaders(t, up.Last(t), bobHeaders)
+
+	// A session cookie written "name =value" is the one net/http (and other
+	// upstreams' parsers) read first: authgate reads that one too, and strips
+	// it, so the upstream never gets a session token however it is spaced.
+	spaced := b.get(base+"/spaced", "text/html", "Cookie", sessionCookie+" ="+b2.cookie(base, sessionCookie))
+	wantStatus(t, spaced, http.StatusOK)
+	seen = wantUpstream(t, up, "/spaced", bobHeaders)
+	wantNoAuthCookies(t, seen, "authgate.")
 
 	// GET on the credentials callback just shows the form.
 	wantLocation(t, b2.navigate(base+"/.auth/callback/credentials"), "/.auth/signin")

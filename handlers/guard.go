@@ -405,10 +405,10 @@ func stripAuthCookies(r *http.Request, isAuthCookie func(name string) bool) {
 	var b strings.Builder
 	for _, line := range lines {
 		for rest := line; rest != ""; {
-			var pair string
+			var pair, name string
 			pair, rest, _ = strings.Cut(rest, ";")
 			pair = strings.TrimSpace(pair)
-			if name, _, _ := strings.Cut(pair, "="); pair == "" || isAuthCookie(name) {
+			if name, _, _ = session.NextCookie(pair); pair == "" || isAuthCookie(name) {
 				continue
 			}
 			if b.Len() > 0 {

@@ -76,3 +76,28 @@ func TestStripIdentityHeaders(t *testing.T) {
 		t.Errorf("trailers = %v, want only X-Checksum", r.Trailer)
 	}
 }
+
+// No cookie an upstream reads as one of authgate's survives stripAuthCookies,
+// however the client spaced its name; the application's cookies stay as sent.
+func TestStripAuthCookiesAsUpstreamsRead(t *testing.T) {
+	isAuth := func(name string) bool { return name == "authjs.session-token" || name == "authjs.session-token.0" }
+	for line, want := range map[string]string{
+		"authjs.session-token=a; app=1":                                "app=1",
+		"authjs.session-token =a; app=1":                               "app=1",
+		"app=1; authjs.session-token\t=a;  authjs.session-token.0 = b": "app=1",
+		" authjs.session-token=a":                                      "",
+		"app=\"x y\"; other=2":                                         "app=\"x y\"; other=2",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+		r.Header.Set("Cookie", line)
+		stripAuthCookies(r, isAuth)
+		if got := r.Header.Get("Cookie"); got != want {
+			t.Errorf("Cookie: %q: stripped to %q, want %q", line, got, want)
+		}
+		for _, c := range r.Cookies() {
+			if isAuth(c.Name) {
+				t.Errorf("Cookie: %q: net/http still reads %s", line, c.Name)
+			}
+		}
+	}
+}

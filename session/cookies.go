@@ -2,6 +2,7 @@ package session
 
 import (
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -123,12 +124,15 @@ func ReadChunked(r *http.Request, name string) (value string, ok bool) {
 }
 
 // NextCookie reads the first name=value pair of a Cookie header line, and
-// returns the rest of the line. It allocates nothing: Cookie headers are
+// returns the rest of the line. The name is trimmed of spaces and tabs as
+// net/http (and the cookie parsers of Node, PHP, …) trim it, so that a pair
+// such as "name =value" is the cookie they read: a cookie an upstream reads
+// is one authgate reads and strips. It allocates nothing: Cookie headers are
 // scanned in place on every guarded request.
 func NextCookie(line string) (name, value, rest string) {
 	pair, rest, _ := strings.Cut(line, ";")
 	name, value, _ = strings.Cut(strings.TrimSpace(pair), "=")
-	return name, value, rest
+	return textproto.TrimString(name), value, rest
 }
 
 // maxChunks bounds how many chunks are read (64 KB of cookies, beyond what

@@ -195,6 +195,27 @@ func TestReadChunked(t *testing.T) {
 	}
 }
 
+// ReadChunked reads the cookie net/http reads from a Cookie header as clients
+// may write it: spaces or tabs around a name are no other cookie.
+func TestReadChunkedAsNetHTTP(t *testing.T) {
+	for _, line := range []string{
+		"s=abc", "s =abc", "s\t=abc", " s=abc", "x=1; s =abc", "x=1;s=abc", "s =abc; s=def", "s.0 =ab; s.1\t=cd",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+		r.Header.Set("Cookie", line)
+		want, wantOK := "", false
+		if c, err := r.Cookie("s"); err == nil {
+			want, wantOK = c.Value, true
+		} else if c0, err := r.Cookie("s.0"); err == nil {
+			c1, _ := r.Cookie("s.1")
+			want, wantOK = c0.Value+c1.Value, true
+		}
+		if got, ok := ReadChunked(r, "s"); got != want || ok != wantOK {
+			t.Errorf("Cookie: %q: ReadChunked = %q, %v; net/http reads %q, %v", line, got, ok, want, wantOK)
+		}
+	}
+}
+
 func TestClearChunked(t *testing.T) {
 	o := CookieOptions{Domain: "example.com", Secure: true}
 	for _, tc := range []struct {
