@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -214,6 +217,54 @@ func TestHeaderSpoofing(t *testing.T) {
 	}
 	t.Run("configured headers", func(t *testing.T) {
 		configured(t, custom)
+	})
+	// Identity headers sent as trailers of a chunked body, declared and not:
+	// the upstream gets none of them, whether the proxy forwards trailers or not.
+	t.Run("trailers", func(t *testing.T) {
+		b := b.in(t)
+		for _, site := range []string{base, custom} {
+			req, err := http.NewRequest(http.MethodPost, site+"/upload", io.MultiReader(strings.NewReader("part one, "), strings.NewReader("part two")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Accept", "application/json")
+			req.Trailer = http.Header{"X-Auth-Request-User": {"mallory"}, "X-User-Role": {"admin"}, "X-Checksum": {"c0ffee"}}
+			wantStatus(t, b.do(req), http.StatusOK)
+			seen := up.Last(t)
+			if seen.Trailer == nil {
+				t.Fatalf("%s: the upstream got no trailers at all (control)", site)
+			}
+			if got := seen.Trailer.Get("X-Checksum"); got != "c0ffee" {
+				t.Errorf("%s: the upstream saw the trailer X-Checksum %q, want c0ffee (control: trailers are forwarded)", site, got)
+			}
+			for _, k := range []string{"X-Auth-Request-User", "X-User-Role"} {
+				if v, ok := seen.Trailer[k]; ok && !(site == base && k == "X-User-Role") {
+					t.Errorf("%s: the upstream saw the trailer %s %q", site, k, v)
+				}
+			}
+		}
+		// Trailers that no Trailer header declared, written by hand.
+		conn, err := net.Dial("tcp", strings.TrimPrefix(custom, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /undeclared HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\nCookie: %s=%s\r\n"+
+			"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n"+
+			"X-Auth-Request-User: mallory\r\nX-User-Role: admin\r\nX-Checksum: c0ffee\r\n\r\n",
+			strings.TrimPrefix(custom, "http://"), sessionCookie, b.cookie(base, sessionCookie))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		wantStatus(t, response{Response: resp}, http.StatusOK)
+		seen := wantUpstream(t, up, "/undeclared", map[string]string{"x-auth-request-email": "alice@example.com"})
+		for _, k := range []string{"X-Auth-Request-User", "X-User-Role"} {
+			if v, ok := seen.Trailer[k]; ok {
+				t.Errorf("undeclared trailers: the upstream saw %s %q", k, v)
+			}
+		}
 	})
 	t.Run("configured headers, underscores allowed", func(t *testing.T) {
 		seen := configured(t, underscore, "x_trace_id", "trace-1")

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"io"
 	"net/http"
 	"strings"
 
@@ -158,9 +159,13 @@ func (h *Handler) stripIdentityHeaders(r *http.Request, rs *requestState) {
 			delete(r.Header, k)
 		}
 	}
-	for k := range r.Trailer {
-		if h.isIdentityHeader(k) {
-			delete(r.Trailer, k)
+	if r.Trailer != nil {
+		h.stripIdentityTrailers(r.Trailer)
+		if r.Body != nil && r.Body != http.NoBody {
+			// The declared trailers' values arrive with the end of the body,
+			// and net/http then adds every trailer the client sent to this
+			// map, which a proxy forwards: strip them again there.
+			r.Body = &trailerStripper{ReadCloser: r.Body, trailer: r.Trailer, h: h}
 		}
 	}
 	if conn := r.Header["Connection"]; conn != nil {
@@ -169,6 +174,34 @@ func (h *Handler) stripIdentityHeaders(r *http.Request, rs *requestState) {
 			delete(r.Header, "Connection")
 		}
 	}
+}
+
+// stripIdentityTrailers deletes the identity headers among trailers.
+func (h *Handler) stripIdentityTrailers(trailer http.Header) {
+	for k := range trailer {
+		if h.isIdentityHeader(k) {
+			delete(trailer, k)
+		}
+	}
+}
+
+// trailerStripper is a request body that strips identity headers from the
+// request's trailers when the body ends, before whoever reads it (Caddy's
+// reverse_proxy) sees the end and copies the trailers on. Without it, a client
+// that declares `Trailer: X-Auth-Request-User` and sends it after a chunked body
+// would hand the upstream an identity header of its own.
+type trailerStripper struct {
+	io.ReadCloser
+	trailer http.Header // the request's, which net/http fills at the end of the body
+	h       *Handler
+}
+
+func (b *trailerStripper) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.h.stripIdentityTrailers(b.trailer)
+	}
+	return n, err
 }
 
 // isIdentityHeader reports whether a header name is one authgate sets or strips.

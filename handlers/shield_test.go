@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -75,6 +76,46 @@ func TestStripIdentityHeaders(t *testing.T) {
 	if _, ok := r.Trailer["X-Checksum"]; !ok || len(r.Trailer) != 1 {
 		t.Errorf("trailers = %v, want only X-Checksum", r.Trailer)
 	}
+}
+
+// Trailers arrive with the end of the body, declared or not (net/http adds
+// every one to the request's map then): the identity headers among them are
+// gone by the time the reader of the body sees its end.
+func TestStripIdentityTrailersAtEndOfBody(t *testing.T) {
+	rl := benchRealm(t, nil)
+	h := benchHandler(t, rl, &Handler{Headers: []HeaderConfig{{Name: "X-Role", Expr: "token.sub"}}})
+	r := httptest.NewRequest(http.MethodPost, "http://app.example.com/", nil)
+	r.Trailer = http.Header{"X-Auth-Request-User": nil, "X-Checksum": nil}
+	trailer := r.Trailer
+	r.Body = io.NopCloser(&endsWithTrailers{body: strings.NewReader("a chunked body"), fill: func() {
+		trailer["X-Auth-Request-User"] = []string{"mallory"}
+		trailer["X_role"] = []string{"admin"} // not declared
+		trailer["X-Checksum"] = []string{"c0ffee"}
+	}})
+	h.stripIdentityHeaders(r, &requestState{})
+	body, err := io.ReadAll(r.Body)
+	if err != nil || string(body) != "a chunked body" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	if len(trailer) != 1 || trailer.Get("X-Checksum") != "c0ffee" {
+		t.Errorf("trailers at the end of the body = %v, want only X-Checksum", trailer)
+	}
+}
+
+// endsWithTrailers is a body that, as net/http's, fills the trailers when it
+// reaches its end.
+type endsWithTrailers struct {
+	body io.Reader
+	fill func()
+}
+
+func (e *endsWithTrailers) Read(p []byte) (int, error) {
+	n, err := e.body.Read(p)
+	if err == io.EOF && e.fill != nil {
+		e.fill()
+		e.fill = nil
+	}
+	return n, err
 }
 
 // No cookie an upstream reads as one of authgate's survives stripAuthCookies,

@@ -23,6 +23,9 @@ type Upstream struct {
 type Request struct {
 	URI    string
 	Header http.Header
+	// Trailer is what came after a body that declared trailers (read to its
+	// end for them); nil otherwise.
+	Trailer http.Header
 }
 
 // NewUpstream starts an upstream that records each request and answers it with
@@ -32,8 +35,13 @@ func NewUpstream(t testing.TB, answer http.HandlerFunc) *Upstream {
 	t.Helper()
 	u := &Upstream{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen := Request{URI: r.URL.RequestURI(), Header: r.Header.Clone()}
+		if r.Trailer != nil {
+			_, _ = io.Copy(io.Discard, r.Body) // trailers arrive after the body
+			seen.Trailer = r.Trailer.Clone()
+		}
 		u.mu.Lock()
-		u.seen = append(u.seen, Request{URI: r.URL.RequestURI(), Header: r.Header.Clone()})
+		u.seen = append(u.seen, seen)
 		u.mu.Unlock()
 		answer(w, r)
 	}))
