@@ -90,6 +90,28 @@ func TestBearerTokens(t *testing.T) {
 		t.Errorf("a bearer request set cookies: %v", sc)
 	}
 
+	// A bearer token's cached session is no cookie's: a session cookie that
+	// holds "bearer <token>" is no session. (It found the bearer's entry in the
+	// cache, and POST /.auth/session then issued a session cookie, with max_age
+	// ahead of it, from a bearer token.)
+	cookieBrowser := newBrowser(t)
+	asCookie := []string{"Cookie", sessionCookie + "=bearer " + aliceTok}
+	wantStatus(t, cookieBrowser.get(base+"/api", "application/json", asCookie...), http.StatusUnauthorized)
+	if s := cookieBrowser.get(base+"/.auth/session", "application/json", asCookie...); strings.TrimSpace(s.Body) != "{}" {
+		t.Errorf("GET /.auth/session with the bearer token as a cookie = %s, want {}", s.Body)
+	}
+	form := url.Values{"csrfToken": {cookieBrowser.csrfToken(base)}, "data": {`{"x":1}`}}
+	req, err := http.NewRequest(http.MethodPost, base+"/.auth/session", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(asCookie[0], asCookie[1]) // the jar adds the CSRF cookie
+	upd := cookieBrowser.do(req)
+	if c := setCookie(upd, sessionCookie); c != nil && c.Value != "" {
+		t.Errorf("POST /.auth/session with the bearer token as a cookie set a session cookie (%d %s)", upd.StatusCode, upd.Body)
+	}
+
 	refused := func(name, token string) {
 		t.Helper()
 		n := up.Count()

@@ -185,8 +185,10 @@ func (rl *realm) bearerToken(r *http.Request) (string, bool) {
 // shaped by jwt, and cached until the token expires. nil: refused.
 func (rl *realm) bearerSession(r *http.Request, raw string) *sessionState {
 	now := rl.sessions.now()
-	key := "bearer " + raw
-	if e := rl.sessions.cache.get(key, now); e != nil {
+	cache := rl.sessions.cache
+	ck := cache.bearerKeyOf(raw)
+	key := "bearer " + raw // the session's key: no cookie's, and never ended or renewed as one
+	if e := cache.lookup(ck, now); e != nil {
 		return &sessionState{cb: rl.cb, entry: e, expires: e.expiry(), key: key}
 	}
 	if raw == "" {
@@ -213,7 +215,7 @@ func (rl *realm) bearerSession(r *http.Request, raw string) *sessionState {
 		rl.logger.Info("bearer token refused", zap.String("provider", p.ID()), zap.String("client_ip", clientIP(r)), zap.Error(err))
 		return nil
 	}
-	rl.sessions.cache.put(key, e, now)
+	cache.store(ck, e, now)
 	return &sessionState{cb: rl.cb, entry: e, expires: e.expiry(), key: key}
 }
 

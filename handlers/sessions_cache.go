@@ -52,18 +52,33 @@ type cacheKey [16]byte
 // sessions and 16 KB, about 2⁻¹⁰¹ per attempt. The fixed nonce is safe here
 // because the MAC is never published: it is a hash, not a message authenticator.
 func (c *tokenCache) keyOf(value string) cacheKey {
+	return c.keyIn(&cookieNonce, value)
+}
+
+// bearerKeyOf is the cache key of a bearer token's session. Bearer tokens and
+// cookie values are keys of two namespaces (two nonces, so two independent
+// masks over the same GHASH): no cookie value finds a bearer token's entry,
+// even one spelling the token. (The key of "bearer "+token, as before, was the
+// key of a cookie holding that text: its session then passed as a cookie's, and
+// POST /session re-issued it as a session token good for max_age.)
+func (c *tokenCache) bearerKeyOf(token string) cacheKey {
+	return c.keyIn(&bearerNonce, token)
+}
+
+func (c *tokenCache) keyIn(nonce *[12]byte, value string) cacheKey {
 	// Seal's destination escapes: a pooled one, not an allocation per lookup.
 	// Seal only reads its additional data, so value's bytes need no copy.
 	k := keyBuffers.Get().(*cacheKey)
-	c.mac.Seal(k[:0], gmacNonce[:], nil, unsafe.Slice(unsafe.StringData(value), len(value)))
+	c.mac.Seal(k[:0], nonce[:], nil, unsafe.Slice(unsafe.StringData(value), len(value)))
 	key := *k
 	keyBuffers.Put(k)
 	return key
 }
 
 var (
-	gmacNonce  [12]byte
-	keyBuffers = sync.Pool{New: func() any { return new(cacheKey) }}
+	cookieNonce [12]byte          // cookie values and database session keys
+	bearerNonce = [12]byte{11: 1} // bearer tokens
+	keyBuffers  = sync.Pool{New: func() any { return new(cacheKey) }}
 )
 
 // tokenEntry is a decoded token and what was computed from it. Its maps are shared

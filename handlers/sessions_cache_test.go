@@ -72,6 +72,27 @@ func TestTokenCacheMaintainsOnWrite(t *testing.T) {
 	}
 }
 
+// A bearer token's entry is found by the token only: not by a cookie value
+// that spells the token, nor "bearer " and the token, nor the other way round.
+func TestBearerKeysAreNoCookieKeys(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(0)
+	e := cacheTestEntry(1, now.Add(time.Hour))
+	c.store(c.bearerKeyOf("tok"), e, now)
+	if c.lookup(c.bearerKeyOf("tok"), now) != e {
+		t.Fatal("the bearer entry is not found by its token")
+	}
+	for _, cookie := range []string{"tok", "bearer tok", "Bearer tok"} {
+		if c.get(cookie, now) != nil {
+			t.Errorf("the cookie value %q finds the bearer token's entry", cookie)
+		}
+	}
+	c.put("cookie", cacheTestEntry(2, now.Add(time.Hour)), now)
+	if c.lookup(c.bearerKeyOf("cookie"), now) != nil {
+		t.Error("a bearer token finds a cookie's entry")
+	}
+}
+
 // An entry is not served past its token's expiry, nor past cacheUntil (database
 // sessions), and an entry already dead is not kept.
 func TestTokenCacheExpiry(t *testing.T) {
