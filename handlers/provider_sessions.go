@@ -186,10 +186,9 @@ func (rl *realm) bearerToken(r *http.Request) (string, bool) {
 func (rl *realm) bearerSession(r *http.Request, raw string) *sessionState {
 	now := rl.sessions.now()
 	cache := rl.sessions.cache
-	ck := cache.bearerKeyOf(raw)
-	key := "bearer " + raw // the session's key: no cookie's, and never ended or renewed as one
-	if e := cache.lookup(ck, now); e != nil {
-		return &sessionState{cb: rl.cb, entry: e, expires: e.expiry(), key: key}
+	key := cache.bearerKeyOf(raw)
+	if e := cache.lookup(key, now); e != nil {
+		return &sessionState{cb: rl.cb, entry: e, expires: e.expiry()}
 	}
 	if raw == "" {
 		return nil
@@ -215,8 +214,8 @@ func (rl *realm) bearerSession(r *http.Request, raw string) *sessionState {
 		rl.logger.Info("bearer token refused", zap.String("provider", p.ID()), zap.String("client_ip", clientIP(r)), zap.Error(err))
 		return nil
 	}
-	cache.store(ck, e, now)
-	return &sessionState{cb: rl.cb, entry: e, expires: e.expiry(), key: key}
+	cache.store(key, e, now)
+	return &sessionState{cb: rl.cb, entry: e, expires: e.expiry()}
 }
 
 // errBearerDenied: sign_in did not allow the token's user.

@@ -139,7 +139,7 @@ type sessionState struct {
 	// token is the claims of a session without an entry (claims() reads it).
 	token   map[string]any
 	expires time.Time
-	key     string // the cache key: the cookie value (jwt) or the session's hash (database)
+	key     string // the cache key: the cookie value (jwt) or the session's hash (database); "" for a bearer token
 
 	// the session callback's result, computed at most once per request
 	sess     map[string]any

@@ -274,7 +274,7 @@ func (e *tokenEntry) live(now time.Time) bool {
 
 // put stores an entry for a cookie value; an entry already dead is not kept.
 // When the cache is over its bound, the eviction policy makes room (otter does
-// it after the write, off the caller's path).
+// it after the write, on the writer's goroutine: runNow).
 func (c *tokenCache) put(raw string, e *tokenEntry, now time.Time) {
 	c.store(c.keyOf(raw), e, now)
 }

@@ -96,7 +96,6 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, pooled *
 
 	// IV, then ciphertext and tag side by side: go-jose opens ciphertext||tag.
 	bp := buffers.Get().(*[]byte)
-	release := func() { buffers.Put(bp) }
 	need := len(parts[2]) + len(parts[3]) + len(parts[4]) // ≥ the decoded size, with room for the CBC plaintext
 	if cap(*bp) < 2*need {
 		*bp = make([]byte, 0, 2*need)
@@ -104,19 +103,19 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, pooled *
 	buf := (*bp)[:cap(*bp)]
 	n, err := decodeInto(buf, parts[2])
 	if err != nil {
-		release()
+		releaseBuffer(bp)
 		return nil, -1, nil, errEncoded
 	}
 	iv := buf[:n:n]
 	rest := buf[n:]
 	nct, err := decodeInto(rest, parts[3])
 	if err != nil {
-		release()
+		releaseBuffer(bp)
 		return nil, -1, nil, errEncoded
 	}
 	ntag, err := decodeInto(rest[nct:], parts[4])
 	if err != nil {
-		release()
+		releaseBuffer(bp)
 		return nil, -1, nil, errEncoded
 	}
 	sealed := rest[: nct+ntag : nct+ntag]
@@ -125,7 +124,7 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, pooled *
 	k := &c.keys[first]
 	// go-jose's aeadContentCipher.decrypt checks exactly these lengths.
 	if len(iv) != k.aead.NonceSize() || ntag < c.tagSize {
-		release()
+		releaseBuffer(bp)
 		if k.kid == "" {
 			return nil, -1, nil, errNoKey
 		}
@@ -134,7 +133,7 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, pooled *
 	if k.kid != "" {
 		// The kid names this key: it is final, as in decrypt.
 		if plaintext, err = k.aead.Open(out, iv, sealed, k.headerBytes); err != nil {
-			release()
+			releaseBuffer(bp)
 			return nil, -1, nil, errCrypto
 		}
 		return plaintext, first, bp, nil
@@ -148,7 +147,7 @@ func (c *Codec) openFast(token string) (plaintext []byte, keyIndex int, pooled *
 			return plaintext, i, bp, nil
 		}
 	}
-	release()
+	releaseBuffer(bp)
 	return nil, -1, nil, errNoKey
 }
 
